@@ -1,0 +1,168 @@
+//! The answer engine: given the candidate pool a snapshot prepared for a service and an
+//! address family, draw the endpoints of one answer. Pure functions over precomputed
+//! tables; no I/O, no locks. The snapshot builder decides *which* endpoints are
+//! candidates (health, weight, fail-open); this module only draws among them.
+
+mod rng;
+
+pub use rng::Rng;
+
+use hickory_proto::rr::Record;
+
+/// What the candidate set of a pool was decided by; reported by metrics and explain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Healthy endpoints with weight > 0.
+    Healthy,
+    /// Nothing healthy: every enabled endpoint, as if healthy.
+    FailOpen,
+    /// Nothing healthy and the service fails closed: NODATA.
+    FailClosed,
+    /// The service has no address of this family at all: NODATA.
+    NoAddresses,
+}
+
+/// One endpoint in a pool: its records (all its addresses of the family) and weight.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub endpoint: usize,
+    pub weight: u64,
+    pub records: Vec<Record>,
+}
+
+/// Candidates of one (service, family), with cumulative weights for the draw.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub decision: Decision,
+    pub candidates: Vec<Candidate>,
+    /// `cumulative[i]` = sum of weights of candidates `0..=i`.
+    cumulative: Vec<u64>,
+}
+
+impl Pool {
+    pub fn new(decision: Decision, candidates: Vec<Candidate>) -> Self {
+        debug_assert!(candidates.iter().all(|c| c.weight > 0));
+        let mut sum = 0u64;
+        let cumulative = candidates
+            .iter()
+            .map(|c| {
+                sum += c.weight;
+                sum
+            })
+            .collect();
+        Pool {
+            decision,
+            candidates,
+            cumulative,
+        }
+    }
+
+    pub fn total_weight(&self) -> u64 {
+        self.cumulative.last().copied().unwrap_or(0)
+    }
+
+    /// Index of the candidate a uniform draw `r` in `0..total_weight()` falls on.
+    fn locate(&self, r: u64) -> usize {
+        self.cumulative.partition_point(|&c| c <= r)
+    }
+
+    /// Draws up to `n` distinct candidates by weight, without replacement, calling `f`
+    /// with each chosen candidate's index in draw order.
+    ///
+    /// The common case (`n == 1`) is one random number and one binary search. For
+    /// `n > 1` the draw is sequential: each pick removes the chosen weight, so an endpoint
+    /// with weight w appears first with probability w / total, as Route 53 and gdnsd do.
+    pub fn draw(&self, n: usize, rng: &mut Rng, mut f: impl FnMut(usize)) {
+        let len = self.candidates.len();
+        let total = self.total_weight();
+        if len == 0 || n == 0 || total == 0 {
+            return;
+        }
+        if n == 1 {
+            f(self.locate(rng.below(total)));
+            return;
+        }
+        // Remaining weights; a small stack buffer covers realistic pools.
+        let mut stack = [0u64; 32];
+        let mut heap;
+        let weights: &mut [u64] = if len <= stack.len() {
+            &mut stack[..len]
+        } else {
+            heap = vec![0u64; len];
+            &mut heap[..]
+        };
+        for (w, c) in weights.iter_mut().zip(&self.candidates) {
+            *w = c.weight;
+        }
+        let mut remaining = total;
+        for _ in 0..n.min(len) {
+            let mut r = rng.below(remaining);
+            let mut chosen = len - 1;
+            for (i, w) in weights.iter().enumerate() {
+                if r < *w {
+                    chosen = i;
+                    break;
+                }
+                r -= *w;
+            }
+            remaining -= weights[chosen];
+            weights[chosen] = 0;
+            f(chosen);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(weights: &[u64]) -> Pool {
+        Pool::new(
+            Decision::Healthy,
+            weights
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| Candidate {
+                    endpoint: i,
+                    weight: w,
+                    records: Vec::new(),
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn single_draw_follows_weights() {
+        let p = pool(&[80, 20]);
+        let mut rng = Rng::seeded(7);
+        let mut counts = [0u32; 2];
+        for _ in 0..100_000 {
+            p.draw(1, &mut rng, |i| counts[i] += 1);
+        }
+        let share = counts[0] as f64 / 100_000.0;
+        assert!((share - 0.8).abs() < 0.01, "share {share}");
+    }
+
+    #[test]
+    fn multi_draw_is_distinct_and_bounded() {
+        let p = pool(&[1, 1000, 5]);
+        let mut rng = Rng::seeded(1);
+        for _ in 0..10_000 {
+            let mut seen = Vec::new();
+            p.draw(2, &mut rng, |i| seen.push(i));
+            assert_eq!(seen.len(), 2);
+            assert_ne!(seen[0], seen[1]);
+        }
+        let mut seen = Vec::new();
+        p.draw(10, &mut rng, |i| seen.push(i));
+        seen.sort();
+        assert_eq!(seen, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn empty_pool_draws_nothing() {
+        let p = pool(&[]);
+        let mut rng = Rng::seeded(3);
+        p.draw(3, &mut rng, |_| panic!("nothing to draw"));
+    }
+}

@@ -1,0 +1,631 @@
+//! Validation: schema types in, `Plan` out. Each check that can fail points at the
+//! offending value's span.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT};
+use hickory_proto::rr::{Name, RData, Record};
+use toml::Spanned;
+
+use super::schema::{self, CheckDef, StatusSpec, ZoneDef};
+use super::{ConfigError, Locator};
+use crate::plan::{
+    Check, CheckKind, Endpoint, Gateway, HttpCheck, Plan, ServerSettings, Service, Target, Zone,
+};
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
+    let server = compile_server(loc, &file.server)?;
+
+    let mut zones = Vec::with_capacity(file.zones.len());
+    let mut zone_names: HashMap<Name, ()> = HashMap::new();
+    for z in &file.zones {
+        let zone = compile_zone(loc, z)?;
+        if zone_names.insert(zone.origin.clone(), ()).is_some() {
+            return Err(loc.error(z.origin.span(), format!("duplicate zone {}", zone.origin)));
+        }
+        zones.push(zone);
+    }
+
+    let mut gateways = Vec::with_capacity(file.gateways.len());
+    let mut gateway_index: HashMap<String, usize> = HashMap::new();
+    // Probe address per gateway: (ip, optional port).
+    let mut probes: Vec<(IpAddr, Option<u16>)> = Vec::new();
+    for g in &file.gateways {
+        let name = nonempty(loc, &g.name, "gateway name")?;
+        if gateway_index.insert(name.clone(), gateways.len()).is_some() {
+            return Err(loc.error(g.name.span(), format!("duplicate gateway name {name:?}")));
+        }
+        if g.addresses.is_empty() {
+            return Err(loc.error(g.name.span(), format!("gateway {name:?} has no addresses")));
+        }
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for a in &g.addresses {
+            match parse_ip(loc, a)? {
+                IpAddr::V4(ip) => v4.push(ip),
+                IpAddr::V6(ip) => v6.push(ip),
+            }
+        }
+        let probe = match &g.probe {
+            Some(p) => parse_probe(loc, p)?,
+            None => (
+                v4.first()
+                    .map(|&ip| IpAddr::V4(ip))
+                    .or_else(|| v6.first().map(|&ip| IpAddr::V6(ip)))
+                    .expect("at least one address"),
+                None,
+            ),
+        };
+        probes.push(probe);
+        gateways.push(Gateway {
+            name,
+            v4,
+            v6,
+            region: g.region.clone(),
+        });
+    }
+
+    let mut checks = Vec::with_capacity(file.checks.len());
+    let mut check_index: HashMap<String, usize> = HashMap::new();
+    let mut check_ports: Vec<Option<u16>> = Vec::new();
+    for c in &file.checks {
+        let check = compile_check(loc, c)?;
+        if check_index
+            .insert(check.name.clone(), checks.len())
+            .is_some()
+        {
+            return Err(loc.error(
+                c.name.span(),
+                format!("duplicate check name {:?}", check.name),
+            ));
+        }
+        check_ports.push(c.port.or(match check.kind {
+            CheckKind::Tcp => None,
+            CheckKind::Http(_) => Some(80),
+        }));
+        checks.push(check);
+    }
+
+    // Names that already hold static data, to catch a service that shadows a record.
+    let mut owners: HashMap<Name, &'static str> = HashMap::new();
+    for z in &zones {
+        owners.insert(z.origin.clone(), "the zone apex");
+        for r in &z.records {
+            owners.insert(r.name.clone(), "a static record");
+        }
+    }
+
+    let mut services = Vec::with_capacity(file.services.len());
+    let mut targets: Vec<Target> = Vec::new();
+    let mut target_index: HashMap<(SocketAddr, usize), usize> = HashMap::new();
+    for s in &file.services {
+        let name = parse_name(loc, &s.name, None)?;
+        let zone = find_zone(&zones, &name).ok_or_else(|| {
+            loc.error(
+                s.name.span(),
+                format!("service {name} is outside every configured zone"),
+            )
+        })?;
+        if let Some(what) = owners.get(&name) {
+            return Err(loc.error(
+                s.name.span(),
+                format!("duplicate name {name}: already used by {what}"),
+            ));
+        }
+        owners.insert(name.clone(), "another service");
+
+        let check =
+            match &s.check {
+                None => None,
+                Some(c) => Some(*check_index.get(c.get_ref()).ok_or_else(|| {
+                    loc.error(c.span(), format!("unknown check {:?}", c.get_ref()))
+                })?),
+            };
+        if *s.answers.get_ref() == 0 {
+            return Err(loc.error(s.answers.span(), "answers must be at least 1"));
+        }
+        if s.endpoints.get_ref().is_empty() {
+            return Err(loc.error(
+                s.endpoints.span(),
+                format!("service {name} has no endpoints"),
+            ));
+        }
+        let mut endpoints = Vec::with_capacity(s.endpoints.get_ref().len());
+        for e in s.endpoints.get_ref() {
+            let gw = *gateway_index.get(e.gateway.get_ref()).ok_or_else(|| {
+                loc.error(
+                    e.gateway.span(),
+                    format!("unknown gateway {:?}", e.gateway.get_ref()),
+                )
+            })?;
+            if endpoints.iter().any(|x: &Endpoint| x.gateway == gw) {
+                return Err(loc.error(
+                    e.gateway.span(),
+                    format!(
+                        "gateway {:?} is listed twice in service {name}",
+                        e.gateway.get_ref()
+                    ),
+                ));
+            }
+            let target = match check {
+                None => None,
+                Some(ci) => {
+                    let (ip, port) = probes[gw];
+                    let port = port.or(check_ports[ci]).ok_or_else(|| {
+                        loc.error(
+                            e.gateway.span(),
+                            format!(
+                                "no port to probe gateway {:?} with check {:?}: give the check a port or the gateway a probe address with one",
+                                gateways[gw].name, checks[ci].name
+                            ),
+                        )
+                    })?;
+                    let addr = SocketAddr::new(ip, port);
+                    let t = *target_index.entry((addr, ci)).or_insert_with(|| {
+                        targets.push(Target {
+                            addr,
+                            check: ci,
+                            gateways: Vec::new(),
+                        });
+                        targets.len() - 1
+                    });
+                    if !targets[t].gateways.contains(&gw) {
+                        targets[t].gateways.push(gw);
+                    }
+                    Some(t)
+                }
+            };
+            endpoints.push(Endpoint {
+                gateway: gw,
+                weight: e.weight,
+                target,
+            });
+        }
+        services.push(Service {
+            name,
+            zone,
+            ttl: ttl_secs(s.ttl.0),
+            answers: *s.answers.get_ref() as usize,
+            all_down: s.all_down,
+            endpoints,
+        });
+    }
+
+    Ok(Plan {
+        source: loc.file_path().to_path_buf(),
+        server,
+        zones,
+        gateways,
+        checks,
+        services,
+        targets,
+    })
+}
+
+fn compile_server(loc: &Locator<'_>, s: &schema::ServerDef) -> Result<ServerSettings> {
+    let mut listen = Vec::new();
+    for l in &s.listen {
+        let addr = SocketAddr::from_str(l.get_ref()).map_err(|_| {
+            loc.error(
+                l.span(),
+                format!("invalid listen address {:?}: expected ip:port", l.get_ref()),
+            )
+        })?;
+        listen.push(addr);
+    }
+    if *s.max_udp_payload.get_ref() < 512 {
+        return Err(loc.error(
+            s.max_udp_payload.span(),
+            "max_udp_payload must be at least 512",
+        ));
+    }
+    Ok(ServerSettings {
+        listen,
+        udp_sockets: s.udp_sockets,
+        max_udp_payload: *s.max_udp_payload.get_ref(),
+        tcp_idle_timeout: s.tcp_idle_timeout.0,
+        tcp_max_connections: s.tcp_max_connections.max(1),
+    })
+}
+
+fn compile_zone(loc: &Locator<'_>, z: &ZoneDef) -> Result<Zone> {
+    let origin = parse_name(loc, &z.origin, None)?;
+    let ttl = ttl_secs(z.ttl.0);
+    if z.ns.is_empty() {
+        return Err(loc.error(
+            z.origin.span(),
+            format!("zone {origin} needs at least one ns"),
+        ));
+    }
+
+    let mut ns = Vec::new();
+    let mut glue = Vec::new();
+    let mut records = Vec::new();
+    for n in &z.ns {
+        let name = parse_name(loc, &n.name, Some(&origin))?;
+        let in_zone = origin.zone_of(&name);
+        if in_zone && n.addresses.is_empty() {
+            return Err(loc.error(
+                n.name.span(),
+                format!("name server {name} is inside the zone and needs glue addresses"),
+            ));
+        }
+        for a in &n.addresses {
+            let rdata = match parse_ip(loc, a)? {
+                IpAddr::V4(ip) => RData::A(A(ip)),
+                IpAddr::V6(ip) => RData::AAAA(AAAA(ip)),
+            };
+            let rec = Record::from_rdata(name.clone(), ttl, rdata);
+            if in_zone {
+                records.push(rec.clone());
+            }
+            glue.push(rec);
+        }
+        ns.push(Record::from_rdata(origin.clone(), ttl, RData::NS(NS(name))));
+    }
+
+    let mname = match &z.soa.mname {
+        Some(m) => parse_name(loc, m, Some(&origin))?,
+        None => match &ns[0].data {
+            RData::NS(NS(n)) => n.clone(),
+            _ => unreachable!("ns records hold NS data"),
+        },
+    };
+    let rname = match &z.soa.rname {
+        Some(r) => parse_name(loc, r, Some(&origin))?,
+        None => Name::from_ascii("hostmaster")
+            .and_then(|h| h.append_domain(&origin))
+            .map_err(|e| loc.error(z.origin.span(), format!("cannot form SOA rname: {e}")))?,
+    };
+    let minimum = ttl_secs(z.soa.minimum.0);
+    let soa = Record::from_rdata(
+        origin.clone(),
+        ttl,
+        RData::SOA(SOA::new(
+            mname,
+            rname,
+            z.soa.serial,
+            secs_i32(z.soa.refresh.0),
+            secs_i32(z.soa.retry.0),
+            secs_i32(z.soa.expire.0),
+            minimum,
+        )),
+    );
+
+    for r in &z.records {
+        let name = parse_name(loc, &r.name, Some(&origin))?;
+        if !origin.zone_of(&name) {
+            return Err(loc.error(
+                r.name.span(),
+                format!("record {name} is outside zone {origin}"),
+            ));
+        }
+        let rttl = r.ttl.map_or(ttl, |d| ttl_secs(d.0));
+        let value = r.value.get_ref().trim();
+        let bad = |what: &str| loc.error(r.value.span(), format!("invalid {what} value {value:?}"));
+        let rdata = match r.rtype.get_ref().to_ascii_uppercase().as_str() {
+            "A" => RData::A(A(value.parse().map_err(|_| bad("A"))?)),
+            "AAAA" => RData::AAAA(AAAA(value.parse().map_err(|_| bad("AAAA"))?)),
+            "CNAME" => {
+                if name == origin {
+                    return Err(loc.error(r.name.span(), "a CNAME cannot sit at the zone apex"));
+                }
+                RData::CNAME(CNAME(
+                    parse_name_str(value, Some(&origin)).map_err(|_| bad("CNAME"))?,
+                ))
+            }
+            "TXT" => RData::TXT(TXT::new(split_txt(value))),
+            "MX" => {
+                let (pref, host) = value
+                    .split_once(char::is_whitespace)
+                    .ok_or_else(|| bad("MX"))?;
+                let pref: u16 = pref.parse().map_err(|_| bad("MX"))?;
+                let host = parse_name_str(host.trim(), Some(&origin)).map_err(|_| bad("MX"))?;
+                RData::MX(MX::new(pref, host))
+            }
+            other => {
+                return Err(loc.error(
+                    r.rtype.span(),
+                    format!("unsupported record type {other:?} (A, AAAA, CNAME, TXT, MX)"),
+                ));
+            }
+        };
+        records.push(Record::from_rdata(name, rttl, rdata));
+    }
+
+    // RFC 1034 §3.6.2: a CNAME owner has no other data.
+    for r in &records {
+        if matches!(r.data, RData::CNAME(_))
+            && records.iter().filter(|o| o.name == r.name).count() > 1
+        {
+            let def = z
+                .records
+                .iter()
+                .find(|d| parse_name(loc, &d.name, Some(&origin)).ok().as_ref() == Some(&r.name))
+                .expect("record came from a definition");
+            return Err(loc.error(
+                def.name.span(),
+                format!("{} has a CNAME and other records", r.name),
+            ));
+        }
+    }
+
+    let soa_ttl = soa.ttl;
+    Ok(Zone {
+        origin,
+        negative_ttl: soa_ttl.min(minimum),
+        soa,
+        ns,
+        glue,
+        records,
+    })
+}
+
+fn compile_check(loc: &Locator<'_>, c: &CheckDef) -> Result<Check> {
+    let name = nonempty(loc, &c.name, "check name")?;
+    let interval = c.interval.get_ref().0;
+    let timeout = c.timeout.get_ref().0;
+    if interval.is_zero() {
+        return Err(loc.error(c.interval.span(), "interval must be greater than zero"));
+    }
+    if timeout.is_zero() {
+        return Err(loc.error(c.timeout.span(), "timeout must be greater than zero"));
+    }
+    if timeout >= interval {
+        return Err(loc.error(
+            c.timeout.span(),
+            format!(
+                "timeout ({}) must be shorter than the interval ({})",
+                c.timeout.get_ref(),
+                c.interval.get_ref()
+            ),
+        ));
+    }
+    for (v, what) in [(&c.rise, "rise"), (&c.fall, "fall")] {
+        if *v.get_ref() == 0 {
+            return Err(loc.error(v.span(), format!("{what} must be at least 1")));
+        }
+    }
+    let jitter = match &c.jitter {
+        Some(j) if j.get_ref().0 >= interval => {
+            return Err(loc.error(j.span(), "jitter must be shorter than the interval"));
+        }
+        Some(j) => j.get_ref().0,
+        None => interval / 10,
+    };
+
+    let http_only: [(&str, bool); 6] = [
+        ("method", c.method.is_some()),
+        ("path", c.path.is_some()),
+        ("host", c.host.is_some()),
+        ("headers", !c.headers.is_empty()),
+        ("expect_status", c.expect_status.is_some()),
+        ("expect_body", c.expect_body.is_some()),
+    ];
+    let kind = match c.kind {
+        schema::CheckKind::Tcp => {
+            if let Some((key, _)) = http_only.iter().find(|(_, set)| *set) {
+                return Err(loc.error(
+                    c.name.span(),
+                    format!("check {name:?} is tcp; {key} applies to http checks only"),
+                ));
+            }
+            CheckKind::Tcp
+        }
+        schema::CheckKind::Http => CheckKind::Http(compile_http(loc, c)?),
+    };
+    Ok(Check {
+        name,
+        kind,
+        interval,
+        timeout,
+        rise: *c.rise.get_ref(),
+        fall: *c.fall.get_ref(),
+        jitter,
+    })
+}
+
+fn compile_http(loc: &Locator<'_>, c: &CheckDef) -> Result<HttpCheck> {
+    let method = match &c.method {
+        None => "GET".to_string(),
+        Some(m) => {
+            let up = m.get_ref().to_ascii_uppercase();
+            if !matches!(up.as_str(), "GET" | "HEAD" | "POST" | "OPTIONS") {
+                return Err(loc.error(
+                    m.span(),
+                    format!(
+                        "unsupported method {:?} (GET, HEAD, POST, OPTIONS)",
+                        m.get_ref()
+                    ),
+                ));
+            }
+            up
+        }
+    };
+    let path = match &c.path {
+        None => "/".to_string(),
+        Some(p) if !p.get_ref().starts_with('/') || p.get_ref().contains(char::is_whitespace) => {
+            return Err(loc.error(
+                p.span(),
+                format!(
+                    "path {:?} must start with / and contain no spaces",
+                    p.get_ref()
+                ),
+            ));
+        }
+        Some(p) => p.get_ref().clone(),
+    };
+    let host = match &c.host {
+        None => None,
+        Some(h)
+            if h.get_ref().is_empty()
+                || h.get_ref()
+                    .contains(|ch: char| ch.is_whitespace() || ch == '/') =>
+        {
+            return Err(loc.error(h.span(), format!("invalid host {:?}", h.get_ref())));
+        }
+        Some(h) => Some(h.get_ref().clone()),
+    };
+    let mut headers = Vec::new();
+    for (k, v) in &c.headers {
+        let valid_name = !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+        if !valid_name {
+            return Err(loc.error(v.span(), format!("invalid header name {k:?}")));
+        }
+        if k.eq_ignore_ascii_case("host") {
+            return Err(loc.error(v.span(), "set the Host header with `host`, not in headers"));
+        }
+        if v.get_ref().contains(['\r', '\n']) {
+            return Err(loc.error(
+                v.span(),
+                format!("header {k:?} has a line break in its value"),
+            ));
+        }
+        headers.push((k.clone(), v.get_ref().clone()));
+    }
+    let expect_status = match &c.expect_status {
+        None => vec![200..=399],
+        Some(list) => {
+            let mut out = Vec::new();
+            for spec in list.get_ref() {
+                out.push(parse_status(spec).ok_or_else(|| {
+                    loc.error(
+                        list.span(),
+                        format!("invalid status {spec:?}: use 200 or \"200-299\" (100-599)"),
+                    )
+                })?);
+            }
+            if out.is_empty() {
+                return Err(loc.error(list.span(), "expect_status is empty"));
+            }
+            out
+        }
+    };
+    let expect_body = match &c.expect_body {
+        Some(b) if b.get_ref().len() > c.body_limit => {
+            return Err(loc.error(b.span(), "expect_body is longer than body_limit"));
+        }
+        b => b.as_ref().map(|b| b.get_ref().clone()),
+    };
+    Ok(HttpCheck {
+        method,
+        path,
+        host,
+        headers,
+        expect_status,
+        expect_body,
+        body_limit: c.body_limit,
+    })
+}
+
+fn parse_status(spec: &StatusSpec) -> Option<RangeInclusive<u16>> {
+    let valid = |c: u16| (100..=599).contains(&c);
+    match spec {
+        StatusSpec::Code(c) if valid(*c) => Some(*c..=*c),
+        StatusSpec::Code(_) => None,
+        StatusSpec::Range(s) => {
+            let (a, b) = match s.split_once('-') {
+                Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+                None => {
+                    let c = s.trim().parse().ok()?;
+                    (c, c)
+                }
+            };
+            (valid(a) && valid(b) && a <= b).then_some(a..=b)
+        }
+    }
+}
+
+fn find_zone(zones: &[Zone], name: &Name) -> Option<usize> {
+    zones
+        .iter()
+        .enumerate()
+        .filter(|(_, z)| z.origin.zone_of(name))
+        .max_by_key(|(_, z)| z.origin.num_labels())
+        .map(|(i, _)| i)
+}
+
+fn nonempty(loc: &Locator<'_>, s: &Spanned<String>, what: &str) -> Result<String> {
+    let v = s.get_ref().trim();
+    if v.is_empty() {
+        return Err(loc.error(s.span(), format!("{what} is empty")));
+    }
+    Ok(v.to_string())
+}
+
+fn parse_ip(loc: &Locator<'_>, s: &Spanned<String>) -> Result<IpAddr> {
+    IpAddr::from_str(s.get_ref().trim())
+        .map_err(|_| loc.error(s.span(), format!("invalid IP address {:?}", s.get_ref())))
+}
+
+/// `ip`, `ip:port` or `[v6]:port`.
+fn parse_probe(loc: &Locator<'_>, s: &Spanned<String>) -> Result<(IpAddr, Option<u16>)> {
+    let text = s.get_ref().trim();
+    if let Ok(sa) = SocketAddr::from_str(text) {
+        return Ok((sa.ip(), Some(sa.port())));
+    }
+    if let Ok(ip) = IpAddr::from_str(text) {
+        return Ok((ip, None));
+    }
+    Err(loc.error(
+        s.span(),
+        format!("invalid probe address {text:?}: expected ip, ip:port or [ipv6]:port"),
+    ))
+}
+
+/// A name from the config: relative to `origin` when given and the text does not end
+/// with a dot (`@` is the origin itself); absolute otherwise. Result is lower-case FQDN.
+fn parse_name(loc: &Locator<'_>, s: &Spanned<String>, origin: Option<&Name>) -> Result<Name> {
+    parse_name_str(s.get_ref().trim(), origin)
+        .map_err(|e| loc.error(s.span(), format!("invalid name {:?}: {e}", s.get_ref())))
+}
+
+fn parse_name_str(text: &str, origin: Option<&Name>) -> std::result::Result<Name, String> {
+    if text.is_empty() {
+        return Err("empty name".into());
+    }
+    if text == "@" {
+        return origin
+            .cloned()
+            .ok_or_else(|| "@ is only valid inside a zone".to_string());
+    }
+    if text.contains(char::is_whitespace) {
+        return Err("names contain no spaces".into());
+    }
+    let mut name = Name::from_ascii(text).map_err(|e| e.to_string())?;
+    if !text.ends_with('.') {
+        match origin {
+            Some(o) => name = name.append_domain(o).map_err(|e| e.to_string())?,
+            None => name.set_fqdn(true),
+        }
+    }
+    Ok(name.to_lowercase())
+}
+
+/// TXT strings are at most 255 bytes each (RFC 1035 §3.3.14).
+fn split_txt(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for ch in value.chars() {
+        if cur.len() + ch.len_utf8() > 255 {
+            out.push(std::mem::take(&mut cur));
+        }
+        cur.push(ch);
+    }
+    out.push(cur);
+    out
+}
+
+fn ttl_secs(d: std::time::Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+}
+
+fn secs_i32(d: std::time::Duration) -> i32 {
+    i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
+}

@@ -1,0 +1,272 @@
+//! The DNS front: our own UDP and TCP loops around `Handler`.
+//!
+//! Why not `hickory_server::Server`: in 0.26.3 it spawns a task per UDP query, one
+//! `ECONNABORTED` from `accept()` ends its TCP listener for good, and its shutdown drops
+//! TCP connections mid-query. The loops below parse with hickory (`Request::from_bytes`)
+//! and encode with hickory (`MessageResponse`), call the handler synchronously, and own
+//! their sockets, so a slow or broken client affects only itself.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::Request;
+use socket2::{Domain, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::handler::{Handler, formerr_reply};
+
+/// Sockets bound for one configuration, before any task runs on them.
+pub struct Sockets {
+    pub udp: Vec<std::net::UdpSocket>,
+    pub tcp: Vec<std::net::TcpListener>,
+}
+
+impl Sockets {
+    /// The addresses actually bound (port 0 resolved), one per listen address.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp
+            .iter()
+            .filter_map(|t| t.local_addr().ok())
+            .collect()
+    }
+}
+
+/// Binds `per_addr` UDP sockets (SO_REUSEPORT, so the kernel spreads queries across
+/// them and each loop runs on its own core) and one TCP listener per address. Port 0
+/// picks one free port shared by UDP and TCP.
+pub fn bind(listen: &[SocketAddr], per_addr: usize) -> io::Result<Sockets> {
+    let per_addr = per_addr.max(1);
+    let mut out = Sockets {
+        udp: Vec::new(),
+        tcp: Vec::new(),
+    };
+    for &addr in listen {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match bind_one(addr, per_addr) {
+                Ok((udp, tcp)) => {
+                    out.udp.extend(udp);
+                    out.tcp.push(tcp);
+                    break;
+                }
+                // With port 0 the UDP port we got may be taken for TCP: try another.
+                Err(e)
+                    if addr.port() == 0 && attempt < 20 && e.kind() == io::ErrorKind::AddrInUse => {
+                }
+                Err(e) => return Err(io::Error::new(e.kind(), format!("cannot bind {addr}: {e}"))),
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn bind_one(
+    addr: SocketAddr,
+    n: usize,
+) -> io::Result<(Vec<std::net::UdpSocket>, std::net::TcpListener)> {
+    let mut udp = Vec::with_capacity(n);
+    let first = udp_socket(addr)?;
+    let bound = first.local_addr()?;
+    udp.push(first);
+    for _ in 1..n {
+        udp.push(udp_socket(bound)?);
+    }
+    let tcp = Socket::new(Domain::for_address(bound), Type::STREAM, None)?;
+    tcp.set_reuse_address(true)?;
+    if bound.is_ipv6() {
+        tcp.set_only_v6(true)?;
+    }
+    tcp.bind(&bound.into())?;
+    tcp.listen(1024)?;
+    tcp.set_nonblocking(true)?;
+    Ok((udp, tcp.into()))
+}
+
+fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&addr.into())?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+/// Limits for the TCP side.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpLimits {
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// Runs every socket until `shutdown` is cancelled. UDP loops stop at once; TCP
+/// listeners stop accepting and each connection finishes the query it is on.
+pub async fn run(
+    sockets: Sockets,
+    handler: Arc<Handler>,
+    limits: TcpLimits,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let mut tasks = JoinSet::new();
+    for s in sockets.udp {
+        let socket = UdpSocket::from_std(s)?;
+        tasks.spawn(udp_loop(socket, handler.clone(), shutdown.clone()));
+    }
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    for l in sockets.tcp {
+        let listener = TcpListener::from_std(l)?;
+        tasks.spawn(tcp_accept_loop(
+            listener,
+            handler.clone(),
+            limits,
+            permits.clone(),
+            shutdown.clone(),
+        ));
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn udp_loop(socket: UdpSocket, handler: Arc<Handler>, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; 65_535];
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let (len, src) = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here on Linux; keep going.
+                    debug!(error = %e, "udp recv");
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        if src.port() == 0 {
+            continue; // cannot be answered, and a classic reflection trick
+        }
+        if answer(&handler, &buf[..len], src, Protocol::Udp, &mut out) {
+            if let Err(e) = socket.send_to(&out, src).await {
+                debug!(error = %e, %src, "udp send");
+            }
+        }
+    }
+}
+
+/// Parses and answers one message into `out`; false when nothing is to be sent.
+fn answer(
+    handler: &Handler,
+    raw: &[u8],
+    src: SocketAddr,
+    proto: Protocol,
+    out: &mut Vec<u8>,
+) -> bool {
+    match Request::from_bytes(raw.to_vec(), src, proto) {
+        Ok(req) => handler.respond(&req, proto, out).is_some(),
+        Err(e) => match formerr_reply(raw) {
+            Some(h) => {
+                debug!(error = %e, %src, "malformed query: FORMERR");
+                out.clear();
+                out.extend_from_slice(&h);
+                true
+            }
+            None => false,
+        },
+    }
+}
+
+async fn tcp_accept_loop(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    limits: TcpLimits,
+    permits: Arc<Semaphore>,
+    shutdown: CancellationToken,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.cancelled() => break,
+        };
+        let (stream, src) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // ECONNABORTED and friends concern one connection, not the listener; a
+                // full descriptor table clears up when connections close, so pause.
+                warn!(error = %e, "tcp accept");
+                if matches!(e.raw_os_error(), Some(23 | 24)) {
+                    // ENFILE / EMFILE
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            debug!(%src, "tcp connection limit reached; closing");
+            continue;
+        };
+        let handler = handler.clone();
+        let shutdown = shutdown.clone();
+        conns.spawn(async move {
+            let _permit = permit;
+            if let Err(e) = tcp_conn(stream, src, &handler, limits.idle_timeout, &shutdown).await {
+                debug!(error = %e, %src, "tcp connection ended");
+            }
+        });
+        while conns.try_join_next().is_some() {}
+    }
+    // Stop accepting, but let open connections finish what they are answering.
+    while conns.join_next().await.is_some() {}
+}
+
+/// One TCP connection: length-prefixed messages (RFC 1035 §4.2.2), answered in order,
+/// so pipelined queries work (RFC 7766 §6.2.1.1). Closed after `idle` without a query,
+/// and between queries once shutdown starts.
+async fn tcp_conn(
+    mut stream: TcpStream,
+    src: SocketAddr,
+    handler: &Handler,
+    idle: Duration,
+    shutdown: &CancellationToken,
+) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut out = Vec::with_capacity(4096);
+    let mut msg = Vec::with_capacity(512);
+    loop {
+        let mut len = [0u8; 2];
+        tokio::select! {
+            r = tokio::time::timeout(idle, stream.read_exact(&mut len)) => match r {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(()), // idle
+            },
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+        let len = u16::from_be_bytes(len) as usize;
+        msg.resize(len, 0);
+        // A query that started must arrive within the idle timeout too.
+        match tokio::time::timeout(idle, stream.read_exact(&mut msg)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(()),
+        }
+        if !answer(handler, &msg, src, Protocol::Tcp, &mut out) {
+            continue;
+        }
+        let mut frame = Vec::with_capacity(out.len() + 2);
+        frame.extend_from_slice(&(out.len() as u16).to_be_bytes());
+        frame.extend_from_slice(&out);
+        stream.write_all(&frame).await?;
+    }
+}

@@ -1,0 +1,14 @@
+//! gslb: an authoritative DNS server for global server load balancing with active
+//! health checks. See `README.md` for the operator's view and
+//! `ARCHITECTURE` notes in the module docs for the shape:
+//!
+//! config (TOML) → `Plan` → health engine → `Snapshot` (ArcSwap) → DNS front.
+
+pub mod answer;
+pub mod config;
+pub mod demo;
+pub mod dns;
+pub mod health;
+pub mod plan;
+pub mod serve;
+pub mod snapshot;

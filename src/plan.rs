@@ -1,0 +1,160 @@
+//! The compiled, immutable model of one configuration. Built once per load by
+//! `config::compile`, shared as `Arc<Plan>`, never mutated. Everything here is already
+//! validated: indices point at existing items, names are lower-case FQDNs, durations are
+//! sane.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hickory_proto::rr::{Name, Record};
+
+pub use crate::config::schema::AllDown;
+
+#[derive(Debug)]
+pub struct Plan {
+    /// The file this plan came from (for messages).
+    pub source: PathBuf,
+    pub server: ServerSettings,
+    pub zones: Vec<Zone>,
+    pub gateways: Vec<Gateway>,
+    pub checks: Vec<Check>,
+    pub services: Vec<Service>,
+    /// Distinct things to probe: one per (probe address, check), however many services
+    /// and gateways share it.
+    pub targets: Vec<Target>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: Vec<SocketAddr>,
+    pub udp_sockets: usize,
+    pub max_udp_payload: u16,
+    pub tcp_idle_timeout: Duration,
+    pub tcp_max_connections: usize,
+}
+
+#[derive(Debug)]
+pub struct Zone {
+    /// Lower-case FQDN.
+    pub origin: Name,
+    pub soa: Record,
+    /// TTL for negative answers: min(SOA TTL, SOA minimum), per RFC 2308 §5.
+    pub negative_ttl: u32,
+    pub ns: Vec<Record>,
+    /// A/AAAA records of in-zone name servers, sent as additional data with NS answers.
+    pub glue: Vec<Record>,
+    /// Static records, including the glue addresses (they are zone data too).
+    pub records: Vec<Record>,
+}
+
+#[derive(Debug)]
+pub struct Gateway {
+    pub name: String,
+    pub v4: Vec<Ipv4Addr>,
+    pub v6: Vec<Ipv6Addr>,
+    pub region: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Check {
+    pub name: String,
+    pub kind: CheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub jitter: Duration,
+}
+
+#[derive(Debug)]
+pub enum CheckKind {
+    Tcp,
+    Http(HttpCheck),
+}
+
+impl CheckKind {
+    pub fn label(&self) -> &'static str {
+        match self {
+            CheckKind::Tcp => "tcp",
+            CheckKind::Http(_) => "http",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpCheck {
+    pub method: String,
+    pub path: String,
+    /// Host header; `None` sends the probe address.
+    pub host: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub expect_status: Vec<RangeInclusive<u16>>,
+    pub expect_body: Option<String>,
+    pub body_limit: usize,
+}
+
+impl HttpCheck {
+    pub fn status_ok(&self, code: u16) -> bool {
+        self.expect_status.iter().any(|r| r.contains(&code))
+    }
+}
+
+#[derive(Debug)]
+pub struct Service {
+    /// Lower-case FQDN.
+    pub name: Name,
+    pub zone: usize,
+    pub ttl: u32,
+    pub answers: usize,
+    pub all_down: AllDown,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Debug)]
+pub struct Endpoint {
+    pub gateway: usize,
+    pub weight: u32,
+    /// The probe whose verdict this endpoint follows; `None` when the service has no
+    /// check (always healthy).
+    pub target: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub check: usize,
+    /// Gateways probed through this target (usually one).
+    pub gateways: Vec<usize>,
+}
+
+impl Plan {
+    /// A short human name for a target, used in logs: `edge-1 127.0.0.2:8080 (check hc)`.
+    pub fn target_label(&self, t: usize) -> String {
+        let target = &self.targets[t];
+        let gws: Vec<&str> = target
+            .gateways
+            .iter()
+            .map(|&g| self.gateways[g].name.as_str())
+            .collect();
+        format!(
+            "{} {} (check {})",
+            gws.join(","),
+            target.addr,
+            self.checks[target.check].name
+        )
+    }
+
+    /// Names of the services whose answers depend on target `t`.
+    pub fn target_services(&self, t: usize) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .services
+            .iter()
+            .filter(|s| s.endpoints.iter().any(|e| e.target == Some(t)))
+            .map(|s| s.name.to_string())
+            .collect();
+        out.dedup();
+        out
+    }
+}

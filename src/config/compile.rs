@@ -376,8 +376,14 @@ fn compile_check(loc: &Locator<'_>, c: &CheckDef) -> Result<Check> {
         return Err(loc.error(c.timeout.span(), "timeout must be greater than zero"));
     }
     if timeout >= interval {
+        // A defaulted timeout has no place in the file: point at the interval instead.
+        let span = if c.timeout.span() == (0..0) {
+            c.interval.span()
+        } else {
+            c.timeout.span()
+        };
         return Err(loc.error(
-            c.timeout.span(),
+            span,
             format!(
                 "timeout ({}) must be shorter than the interval ({})",
                 c.timeout.get_ref(),

@@ -230,8 +230,9 @@ async fn tcp_accept_loop(
 }
 
 /// One TCP connection: length-prefixed messages (RFC 1035 §4.2.2), answered in order,
-/// so pipelined queries work (RFC 7766 §6.2.1.1). Closed after `idle` without a query,
-/// and between queries once shutdown starts.
+/// so pipelined queries work (RFC 7766 §6.2.1.1). Closed after `idle` without a query
+/// or when a reply cannot be written within `idle`, and between queries once shutdown
+/// starts.
 async fn tcp_conn(
     mut stream: TcpStream,
     src: SocketAddr,
@@ -267,6 +268,11 @@ async fn tcp_conn(
         let mut frame = Vec::with_capacity(out.len() + 2);
         frame.extend_from_slice(&(out.len() as u16).to_be_bytes());
         frame.extend_from_slice(&out);
-        stream.write_all(&frame).await?;
+        // A client that stops reading stalls this write once the socket buffers fill;
+        // bound it like a read, or the connection (and its slot) is held forever.
+        match tokio::time::timeout(idle, stream.write_all(&frame)).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        }
     }
 }

@@ -4,11 +4,15 @@
 //!
 //! config (TOML) → `Plan` → health engine → `Snapshot` (ArcSwap) → DNS front.
 
+pub mod admin;
 pub mod answer;
 pub mod config;
 pub mod demo;
 pub mod dns;
+pub mod explain;
 pub mod health;
+pub mod metrics;
+pub mod overrides;
 pub mod plan;
-pub mod serve;
+pub mod runtime;
 pub mod snapshot;

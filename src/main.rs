@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use gslb::config;
-use gslb::dns::server;
+use gslb::dns::{Handler, server};
+use gslb::metrics::Metrics;
+use gslb::runtime::Runtime;
 
 const USAGE: &str = "\
 gslb: authoritative DNS for global server load balancing, with health checks
@@ -17,15 +19,25 @@ gslb: authoritative DNS for global server load balancing, with health checks
 USAGE:
     gslb serve -c FILE [--log-format text|json]   serve DNS for the zones in FILE
     gslb check -c FILE                            validate FILE and exit (0 = valid)
+    gslb explain -c FILE NAME [--client IP] [--ecs ADDR/LEN]
+                                                  show how NAME would be answered (all endpoints
+                                                  assumed healthy; GET /v1/explain shows live state)
     gslb demo                                     run the embedded quick-start with two toy gateways
     gslb version
 
+Signals (serve): SIGHUP reloads FILE (a bad file is rejected, the old config keeps
+serving); SIGTERM or SIGINT stops accepting, lets TCP queries in flight finish within
+[server] grace_period, and exits 0.
 Logging: RUST_LOG overrides the default filter (info, hickory=warn).";
 
 struct Args {
     command: String,
     config: Option<PathBuf>,
     json_logs: bool,
+    /// explain: the name, the client address, the ECS prefix.
+    name: Option<String>,
+    client: Option<String>,
+    ecs: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -35,6 +47,9 @@ fn parse_args() -> anyhow::Result<Args> {
         command,
         config: None,
         json_logs: false,
+        name: None,
+        client: None,
+        ecs: None,
     };
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -46,6 +61,13 @@ fn parse_args() -> anyhow::Result<Args> {
                 Some("text") => args.json_logs = false,
                 other => bail!("--log-format takes text or json, not {other:?}"),
             },
+            "--client" => args.client = Some(it.next().context("--client needs an address")?),
+            "--ecs" => args.ecs = Some(it.next().context("--ecs needs ADDRESS/PREFIX")?),
+            other
+                if args.command == "explain" && args.name.is_none() && !other.starts_with('-') =>
+            {
+                args.name = Some(other.to_string());
+            }
             other => bail!("unexpected argument {other:?}\n\n{USAGE}"),
         }
     }
@@ -90,7 +112,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             init_logging(args.json_logs);
             let path = args.config.context("serve needs -c FILE")?;
             let plan = config::load(&path)?;
-            serve(plan, false)
+            serve(plan, Some(path), false)
         }
         "check" => {
             let path = args.config.context("check needs -c FILE")?;
@@ -112,7 +134,33 @@ fn run(args: Args) -> anyhow::Result<()> {
                 Path::new("<embedded quickstart.toml>"),
                 gslb::demo::QUICKSTART,
             )?;
-            serve(plan, true)
+            serve(plan, None, true)
+        }
+        "explain" => {
+            let path = args.config.context("explain needs -c FILE")?;
+            let name = args.name.context("explain needs a NAME")?;
+            let client: std::net::IpAddr = match &args.client {
+                Some(c) => c
+                    .parse()
+                    .with_context(|| format!("--client {c:?} is not an IP address"))?,
+                None => std::net::Ipv4Addr::LOCALHOST.into(),
+            };
+            let plan = Arc::new(config::load(&path)?);
+            let metrics = gslb::metrics::Metrics::new();
+            let snap = gslb::snapshot::Snapshot::build(
+                plan.clone(),
+                Arc::new(gslb::snapshot::Zones::build(&plan)),
+                Arc::new(metrics.for_plan(&plan)),
+                &vec![true; plan.targets.len()],
+                &gslb::overrides::Overrides::default(),
+            );
+            let e = gslb::explain::explain(&snap, &name, client, args.ecs.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            println!(
+                "(offline: every endpoint assumed healthy; GET /v1/explain on the admin listener shows the live state)"
+            );
+            print!("{e}");
+            Ok(())
         }
         "version" | "--version" | "-V" => {
             println!("gslb {}", env!("CARGO_PKG_VERSION"));
@@ -126,7 +174,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-fn serve(plan: gslb::plan::Plan, demo: bool) -> anyhow::Result<()> {
+fn serve(plan: gslb::plan::Plan, path: Option<PathBuf>, demo: bool) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -143,24 +191,78 @@ fn serve(plan: gslb::plan::Plan, demo: bool) -> anyhow::Result<()> {
             n => n,
         };
         let sockets = server::bind(&plan.server.listen, per_addr)?;
-        for addr in sockets.local_addrs() {
-            // Tests and scripts read this line to learn a port-0 address.
-            println!("gslb: listening on {addr} (udp, tcp)");
-            info!(%addr, "listening (udp, tcp)");
-        }
+        let admin_listener = match &plan.admin {
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(a.listen)
+                    .await
+                    .with_context(|| format!("cannot bind the admin listener {}", a.listen))?,
+            ),
+            None => None,
+        };
+        let limits = server::TcpLimits {
+            idle_timeout: plan.server.tcp_idle_timeout,
+            max_connections: plan.server.tcp_max_connections,
+        };
+        let grace = plan.server.grace_period;
+        let admin_token = plan.admin.as_ref().and_then(|a| a.token.clone());
+
+        let runtime = Runtime::start(plan, path, Metrics::new())?;
         let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
-        gslb::serve::run(Arc::new(plan), sockets, shutdown).await
+        for addr in sockets.local_addrs() {
+            // Tests and scripts read these lines to learn port-0 addresses.
+            println!("gslb: listening on {addr} (udp, tcp)");
+            info!(%addr, "DNS listening (udp, tcp)");
+        }
+        if let Some(l) = admin_listener {
+            let addr = l.local_addr()?;
+            println!("gslb: admin listening on {addr}");
+            info!(%addr, "admin listening");
+            tokio::spawn(gslb::admin::serve(
+                l,
+                runtime.clone(),
+                admin_token,
+                shutdown.clone(),
+            ));
+        }
+        tokio::spawn(handle_signals(runtime.clone(), shutdown.clone()));
+
+        let handler = Arc::new(Handler::new(runtime.shared()));
+        let dns = tokio::spawn(server::run(sockets, handler, limits, shutdown.clone()));
+        shutdown.cancelled().await;
+        match tokio::time::timeout(grace, dns).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => {
+                warn!("grace period of {grace:?} over; closing the remaining TCP connections")
+            }
+        }
+        info!("stopped");
+        Ok(())
     })
 }
 
-async fn stop_on_signal(shutdown: CancellationToken) {
+/// SIGHUP reloads; SIGTERM and SIGINT start the shutdown.
+async fn handle_signals(runtime: Arc<Runtime>, shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: shutting down"),
-        _ = int.recv() => info!("SIGINT: shutting down"),
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                info!("SIGTERM: no longer accepting; finishing queries in flight");
+                break;
+            }
+            _ = int.recv() => {
+                info!("SIGINT: no longer accepting; finishing queries in flight");
+                break;
+            }
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading");
+                // `reload` logs its outcome; a rejected file keeps the old config.
+                let _ = runtime.reload();
+            }
+        }
     }
     shutdown.cancel();
 }

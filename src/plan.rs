@@ -17,6 +17,7 @@ pub struct Plan {
     /// The file this plan came from (for messages).
     pub source: PathBuf,
     pub server: ServerSettings,
+    pub admin: Option<AdminSettings>,
     pub zones: Vec<Zone>,
     pub gateways: Vec<Gateway>,
     pub checks: Vec<Check>,
@@ -33,6 +34,15 @@ pub struct ServerSettings {
     pub max_udp_payload: u16,
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
+    pub grace_period: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    pub token: Option<String>,
+    pub state_file: Option<PathBuf>,
+    pub ready_deadline: Duration,
 }
 
 #[derive(Debug)]
@@ -57,7 +67,7 @@ pub struct Gateway {
     pub region: Option<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Check {
     pub name: String,
     pub kind: CheckKind,
@@ -68,7 +78,7 @@ pub struct Check {
     pub jitter: Duration,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CheckKind {
     Tcp,
     Http(HttpCheck),
@@ -83,7 +93,7 @@ impl CheckKind {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HttpCheck {
     pub method: String,
     pub path: String,

@@ -13,7 +13,9 @@ use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 
 use crate::answer::{Candidate, Decision, Pool};
-use crate::plan::{AllDown, Plan};
+use crate::metrics::PlanMetrics;
+use crate::overrides::{AdminState, Overrides};
+use crate::plan::{AllDown, Plan, Service};
 
 /// What lives at a name.
 #[derive(Debug)]
@@ -111,40 +113,79 @@ impl Zones {
 pub struct ServiceTable {
     pub v4: Pool,
     pub v6: Pool,
+    /// Per endpoint: how the snapshot saw it.
+    pub endpoints: Vec<EndpointView>,
 }
 
-/// One consistent view: plan, health, and the tables derived from them.
+/// One endpoint as the answer tables saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointView {
+    /// The probes' verdict (true when the service has no check).
+    pub probe_up: bool,
+    /// The operator's override, if any.
+    pub admin: Option<AdminState>,
+}
+
+impl EndpointView {
+    /// `ready = (healthy || forced up) && !forced down && !drained`.
+    pub fn ready(&self) -> bool {
+        match self.admin {
+            None => self.probe_up,
+            Some(AdminState::ForceUp) => true,
+            Some(AdminState::ForceDown | AdminState::Drain) => false,
+        }
+    }
+
+    pub fn drained(&self) -> bool {
+        self.admin == Some(AdminState::Drain)
+    }
+}
+
+/// One consistent view: plan, health, overrides, and the tables derived from them.
 #[derive(Debug)]
 pub struct Snapshot {
     pub plan: Arc<Plan>,
     pub zones: Arc<Zones>,
-    /// Health verdict per target (`Plan::targets`).
-    pub health: Arc<[bool]>,
+    pub metrics: Arc<PlanMetrics>,
     pub services: Vec<ServiceTable>,
 }
 
 impl Snapshot {
-    pub fn build(plan: Arc<Plan>, zones: Arc<Zones>, health: Arc<[bool]>) -> Snapshot {
+    /// `health[t]` is the verdict for `plan.targets[t]`.
+    pub fn build(
+        plan: Arc<Plan>,
+        zones: Arc<Zones>,
+        metrics: Arc<PlanMetrics>,
+        health: &[bool],
+        overrides: &Overrides,
+    ) -> Snapshot {
         assert_eq!(health.len(), plan.targets.len());
-        let services = (0..plan.services.len())
-            .map(|s| ServiceTable {
-                v4: build_pool(&plan, &health, s, Family::V4),
-                v6: build_pool(&plan, &health, s, Family::V6),
+        let services = plan
+            .services
+            .iter()
+            .map(|svc| {
+                let service_name = svc.name.to_string();
+                let endpoints: Vec<EndpointView> = svc
+                    .endpoints
+                    .iter()
+                    .map(|e| EndpointView {
+                        probe_up: e.target.is_none_or(|t| health[t]),
+                        admin: overrides.effective(&service_name, &plan.gateways[e.gateway].name),
+                    })
+                    .collect();
+                ServiceTable {
+                    v4: build_pool(&plan, svc, &endpoints, Family::V4),
+                    v6: build_pool(&plan, svc, &endpoints, Family::V6),
+                    endpoints,
+                }
             })
             .collect();
         Snapshot {
             plan,
             zones,
-            health,
+            metrics,
             services,
         }
-    }
-
-    /// Is endpoint `e` of service `s` healthy (by probes)?
-    pub fn endpoint_healthy(&self, s: usize, e: usize) -> bool {
-        self.plan.services[s].endpoints[e]
-            .target
-            .is_none_or(|t| self.health[t])
     }
 }
 
@@ -154,8 +195,7 @@ enum Family {
     V6,
 }
 
-fn build_pool(plan: &Plan, health: &[bool], s: usize, fam: Family) -> Pool {
-    let svc = &plan.services[s];
+fn build_pool(plan: &Plan, svc: &Service, views: &[EndpointView], fam: Family) -> Pool {
     let records_of = |e: usize| -> Vec<Record> {
         let gw = &plan.gateways[svc.endpoints[e].gateway];
         match fam {
@@ -184,7 +224,6 @@ fn build_pool(plan: &Plan, health: &[bool], s: usize, fam: Family) -> Pool {
     if present.is_empty() {
         return Pool::new(Decision::NoAddresses, Vec::new());
     }
-    let healthy = |e: usize| svc.endpoints[e].target.is_none_or(|t| health[t]);
     let make = |e: usize, weight: u64| Candidate {
         endpoint: e,
         weight,
@@ -194,7 +233,7 @@ fn build_pool(plan: &Plan, health: &[bool], s: usize, fam: Family) -> Pool {
     let live: Vec<Candidate> = present
         .iter()
         .copied()
-        .filter(|&e| healthy(e) && svc.endpoints[e].weight > 0)
+        .filter(|&e| views[e].ready() && svc.endpoints[e].weight > 0)
         .map(|e| make(e, svc.endpoints[e].weight as u64))
         .collect();
     if !live.is_empty() {
@@ -203,10 +242,16 @@ fn build_pool(plan: &Plan, health: &[bool], s: usize, fam: Family) -> Pool {
     match svc.all_down {
         AllDown::FailClosed => Pool::new(Decision::FailClosed, Vec::new()),
         AllDown::FailOpen => {
-            // Answer as if every endpoint were healthy. When every weight is zero,
-            // give each the same share (Route 53 does the same).
-            let any_weight = present.iter().any(|&e| svc.endpoints[e].weight > 0);
-            let cands = present
+            // Answer as if every endpoint were healthy; drained ones stay out (a drain
+            // is the operator saying "not this one", whatever happens). When every
+            // weight is zero, give each the same share (Route 53 does the same).
+            let open: Vec<usize> = present
+                .iter()
+                .copied()
+                .filter(|&e| !views[e].drained())
+                .collect();
+            let any_weight = open.iter().any(|&e| svc.endpoints[e].weight > 0);
+            let cands = open
                 .iter()
                 .copied()
                 .filter(|&e| !any_weight || svc.endpoints[e].weight > 0)

@@ -13,13 +13,18 @@ use toml::Spanned;
 use super::schema::{self, CheckDef, StatusSpec, ZoneDef};
 use super::{ConfigError, Locator};
 use crate::plan::{
-    Check, CheckKind, Endpoint, Gateway, HttpCheck, Plan, ServerSettings, Service, Target, Zone,
+    AdminSettings, Check, CheckKind, Endpoint, Gateway, HttpCheck, Plan, ServerSettings, Service,
+    Target, Zone,
 };
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
 pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
     let server = compile_server(loc, &file.server)?;
+    let admin = match &file.admin {
+        Some(a) => Some(compile_admin(loc, a)?),
+        None => None,
+    };
 
     let mut zones = Vec::with_capacity(file.zones.len());
     let mut zone_names: HashMap<Name, ()> = HashMap::new();
@@ -198,6 +203,7 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
     Ok(Plan {
         source: loc.file_path().to_path_buf(),
         server,
+        admin,
         zones,
         gateways,
         checks,
@@ -229,6 +235,43 @@ fn compile_server(loc: &Locator<'_>, s: &schema::ServerDef) -> Result<ServerSett
         max_udp_payload: *s.max_udp_payload.get_ref(),
         tcp_idle_timeout: s.tcp_idle_timeout.0,
         tcp_max_connections: s.tcp_max_connections.max(1),
+        grace_period: s.grace_period.0,
+    })
+}
+
+fn compile_admin(loc: &Locator<'_>, a: &schema::AdminDef) -> Result<AdminSettings> {
+    let listen = SocketAddr::from_str(a.listen.get_ref()).map_err(|_| {
+        loc.error(
+            a.listen.span(),
+            format!(
+                "invalid admin listen address {:?}: expected ip:port",
+                a.listen.get_ref()
+            ),
+        )
+    })?;
+    let token = a.token.clone().filter(|t| !t.trim().is_empty());
+    if !listen.ip().is_loopback() && token.is_none() {
+        return Err(loc.error(
+            a.listen.span(),
+            "an admin listener that is not on loopback needs a token (mutating calls require it)",
+        ));
+    }
+    let state_file = a.state_file.as_ref().map(|f| {
+        let p = std::path::Path::new(f);
+        if p.is_relative() {
+            loc.file_path()
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(p)
+        } else {
+            p.to_path_buf()
+        }
+    });
+    Ok(AdminSettings {
+        listen,
+        token,
+        state_file,
+        ready_deadline: a.ready_deadline.0,
     })
 }
 

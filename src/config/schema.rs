@@ -14,6 +14,8 @@ use super::duration::Dur;
 pub struct File {
     #[serde(default)]
     pub server: ServerDef,
+    /// The admin HTTP listener; absent = no admin listener.
+    pub admin: Option<AdminDef>,
     #[serde(default, rename = "zone")]
     pub zones: Vec<ZoneDef>,
     #[serde(default, rename = "gateway")]
@@ -42,6 +44,31 @@ pub struct ServerDef {
     /// Connections beyond this are closed at once.
     #[serde(default = "default_tcp_max")]
     pub tcp_max_connections: usize,
+    /// On SIGTERM, how long open TCP connections get to finish before we exit.
+    #[serde(default = "default_grace")]
+    pub grace_period: Dur,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminDef {
+    /// `ip:port` of the admin HTTP listener (metrics, state, overrides).
+    pub listen: Spanned<String>,
+    /// Bearer token for mutating calls; required when `listen` is not loopback.
+    pub token: Option<String>,
+    /// Where overrides are kept across restarts; relative paths are relative to the
+    /// config file's directory.
+    pub state_file: Option<String>,
+    /// `/readyz` reports ready after the first probe round, or after this long.
+    #[serde(default = "default_ready_deadline")]
+    pub ready_deadline: Dur,
+}
+
+fn default_grace() -> Dur {
+    Dur::secs(5)
+}
+fn default_ready_deadline() -> Dur {
+    Dur::secs(30)
 }
 
 impl Default for ServerDef {
@@ -52,6 +79,7 @@ impl Default for ServerDef {
             max_udp_payload: default_udp_payload(),
             tcp_idle_timeout: default_tcp_idle(),
             tcp_max_connections: default_tcp_max(),
+            grace_period: default_grace(),
         }
     }
 }

@@ -2,6 +2,8 @@
 //! bytes. Synchronous and allocation-light; the socket loops in `server.rs` call it
 //! directly, and `adapter.rs` wraps it as a hickory `RequestHandler`.
 
+use std::time::Instant;
+
 use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
@@ -26,8 +28,6 @@ pub struct Outcome {
 
 pub struct Handler {
     state: Shared,
-    /// Our own EDNS payload size, advertised and used as the ceiling for UDP responses.
-    max_udp_payload: u16,
 }
 
 /// Sections of a response under construction; records borrow from the snapshot.
@@ -39,11 +39,8 @@ struct Sections<'a> {
 }
 
 impl Handler {
-    pub fn new(state: Shared, max_udp_payload: u16) -> Self {
-        Handler {
-            state,
-            max_udp_payload,
-        }
+    pub fn new(state: Shared) -> Self {
+        Handler { state }
     }
 
     pub fn state(&self) -> &Shared {
@@ -53,6 +50,7 @@ impl Handler {
     /// Answers `req` into `out` (cleared first). Returns `None` when nothing should be
     /// sent (the message was itself a response).
     pub fn respond(&self, req: &Request, protocol: Protocol, out: &mut Vec<u8>) -> Option<Outcome> {
+        let started = Instant::now();
         let meta = &req.metadata;
         if meta.message_type == hickory_proto::op::MessageType::Response {
             return None; // never answer responses: that way lies reflection loops
@@ -66,8 +64,10 @@ impl Handler {
             fail_open: false,
         };
 
-        let resp_edns = req.edns.as_ref().map(|e| self.response_edns(e));
         let snap = self.state.load();
+        // Our own EDNS payload size, advertised and used as the ceiling for UDP.
+        let max_udp_payload = snap.plan.server.max_udp_payload;
+        let resp_edns = req.edns.as_ref().map(|e| response_edns(e, max_udp_payload));
         let mut sec = Sections::default();
 
         md.response_code = 'decide: {
@@ -105,31 +105,56 @@ impl Handler {
         let limit = match protocol {
             Protocol::Udp => {
                 let client = req.edns.as_ref().map_or(512, |e| e.max_payload().max(512));
-                client.min(self.max_udp_payload)
+                client.min(max_udp_payload)
             }
             _ => u16::MAX,
         };
         outcome.truncated = encode(req, md, resp_edns.as_ref(), &sec, limit, out);
+        snap.metrics.request(
+            outcome.zone,
+            proto_index(protocol),
+            outcome.qtype,
+            outcome.rcode,
+            started.elapsed().as_secs_f64(),
+        );
         Some(outcome)
     }
 
-    /// Our OPT record: our payload size, version 0, and the client's ECS echoed.
-    fn response_edns(&self, req: &Edns) -> Edns {
-        let mut e = Edns::new();
-        e.set_max_payload(self.max_udp_payload);
-        e.set_version(0);
-        e.set_dnssec_ok(false);
-        if let Some(EdnsOption::Subnet(ecs)) = req.option(EdnsCode::Subnet) {
-            // RFC 7871 §7.2.1: echo FAMILY, SOURCE PREFIX-LENGTH and ADDRESS. No answer
-            // here depends on the client yet, so SCOPE PREFIX-LENGTH is 0 (§7.2.1: "the
-            // answer is suitable for all addresses").
-            e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
-                ecs.addr(),
-                ecs.source_prefix(),
-                0,
-            )));
-        }
-        e
+    /// Counts a message that did not parse (answered with FORMERR or dropped).
+    pub fn count_malformed(&self, protocol: Protocol) {
+        self.state.load().metrics.request(
+            None,
+            proto_index(protocol),
+            None,
+            ResponseCode::FormErr,
+            0.0,
+        );
+    }
+}
+
+/// Our OPT record: our payload size, version 0, and the client's ECS echoed.
+fn response_edns(req: &Edns, max_udp_payload: u16) -> Edns {
+    let mut e = Edns::new();
+    e.set_max_payload(max_udp_payload);
+    e.set_version(0);
+    e.set_dnssec_ok(false);
+    if let Some(EdnsOption::Subnet(ecs)) = req.option(EdnsCode::Subnet) {
+        // RFC 7871 §7.2.1: echo FAMILY, SOURCE PREFIX-LENGTH and ADDRESS. No answer
+        // here depends on the client yet, so SCOPE PREFIX-LENGTH is 0 (§7.2.1: "the
+        // answer is suitable for all addresses").
+        e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+            ecs.addr(),
+            ecs.source_prefix(),
+            0,
+        )));
+    }
+    e
+}
+
+fn proto_index(p: Protocol) -> usize {
+    match p {
+        Protocol::Udp => 0,
+        _ => 1,
     }
 }
 

@@ -173,15 +173,16 @@ fn answer(
 ) -> bool {
     match Request::from_bytes(raw.to_vec(), src, proto) {
         Ok(req) => handler.respond(&req, proto, out).is_some(),
-        Err(e) => match formerr_reply(raw) {
-            Some(h) => {
-                debug!(error = %e, %src, "malformed query: FORMERR");
-                out.clear();
-                out.extend_from_slice(&h);
-                true
-            }
-            None => false,
-        },
+        Err(e) => {
+            handler.count_malformed(proto);
+            let Some(h) = formerr_reply(raw) else {
+                return false;
+            };
+            debug!(error = %e, %src, "malformed query: FORMERR");
+            out.clear();
+            out.extend_from_slice(&h);
+            true
+        }
     }
 }
 

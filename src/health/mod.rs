@@ -1,29 +1,38 @@
 //! The health engine: one task per distinct probe target (address + check), shared by
 //! every service whose endpoints use it. Each task probes on a fixed schedule, applies
-//! rise/fall hysteresis, and reports only state *flips* to the publisher, which folds
-//! them into a new snapshot.
+//! rise/fall hysteresis, and keeps its verdict in a `TargetState` that the rest of the
+//! program reads; on a flip it wakes the publisher, which builds the next snapshot.
 //!
 //! Scheduling: a target's probes start at a random phase within the check's jitter and
 //! then run every `interval` exactly, so the phase spreads targets over the interval
 //! while each target keeps a steady period (which is what the failover bounds
-//! `interval × fall + timeout` rely on). A probe is bounded by `timeout`; the next one is
-//! never started while one is in flight, and since timeout < interval a probe cannot
-//! delay its successor. Tasks are independent, so a hanging target stalls nobody else.
+//! `interval × fall + timeout` rely on). A probe is bounded by `timeout`; since
+//! timeout < interval, a probe never delays its successor. Tasks are independent, so a
+//! hanging target stalls nobody else.
+//!
+//! The engine outlives configurations: `apply` keeps the tasks (and so the state) of
+//! targets that a new plan still has, stops the ones it dropped, and starts new ones.
+//! A reload therefore never makes a healthy endpoint flap.
 
 mod http;
 mod tcp;
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use crate::answer::Rng;
-use crate::plan::{CheckKind, Plan};
+use crate::config::duration::Dur;
+use crate::metrics::Metrics;
+use crate::plan::{Check, CheckKind, Plan};
 
 /// Why a probe failed, in a form fit for a log line: `http 503 "no healthy upstreams"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,15 +44,7 @@ impl fmt::Display for ProbeError {
     }
 }
 
-/// A state flip of one target, sent to the publisher.
-#[derive(Debug, Clone)]
-pub struct Flip {
-    pub target: usize,
-    pub up: bool,
-}
-
-/// Rise/fall hysteresis for one target. Starts UP (endpoints are assumed healthy until
-/// probes say otherwise).
+/// Rise/fall hysteresis for one target.
 #[derive(Debug, Clone)]
 pub struct Hysteresis {
     pub up: bool,
@@ -54,9 +55,9 @@ pub struct Hysteresis {
 }
 
 impl Hysteresis {
-    pub fn new(rise: u32, fall: u32) -> Self {
+    pub fn new(up: bool, rise: u32, fall: u32) -> Self {
         Hysteresis {
-            up: true,
+            up,
             streak: 0,
             rise,
             fall,
@@ -81,53 +82,168 @@ impl Hysteresis {
     }
 }
 
-/// Handle to the running engine; dropping it stops every probe.
+/// What is known about one target, for `/v1/state`.
+#[derive(Debug, Clone, Default)]
+pub struct Detail {
+    /// Result of the last probe: `None` before the first one.
+    pub last: Option<Result<(), String>>,
+    pub last_probe_at: Option<SystemTime>,
+    pub last_duration: Option<Duration>,
+    /// When `up` last changed (or when the target was first seen).
+    pub changed_at: Option<SystemTime>,
+}
+
+/// The live state of one target, shared between its probe task and readers.
+#[derive(Debug)]
+pub struct TargetState {
+    up: AtomicBool,
+    first_done: AtomicBool,
+    detail: Mutex<Detail>,
+}
+
+impl TargetState {
+    fn new(up: bool) -> Self {
+        TargetState {
+            up: AtomicBool::new(up),
+            first_done: AtomicBool::new(false),
+            detail: Mutex::new(Detail {
+                changed_at: Some(SystemTime::now()),
+                ..Detail::default()
+            }),
+        }
+    }
+
+    /// The hysteresis verdict. Endpoints start UP until probes say otherwise.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Whether at least one probe has completed.
+    pub fn probed(&self) -> bool {
+        self.first_done.load(Ordering::Acquire)
+    }
+
+    pub fn detail(&self) -> Detail {
+        self.detail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Identity of a probe: same address and same check definition means same probe.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    addr: SocketAddr,
+    check: Check,
+}
+
+struct Running {
+    state: Arc<TargetState>,
+    task: AbortHandle,
+}
+
+/// The engine. Dropping it stops every probe.
 pub struct Engine {
-    tasks: JoinSet<()>,
+    running: HashMap<Key, Running>,
+    /// Woken on every state flip.
+    changed: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    user_agent: String,
 }
 
 impl Engine {
-    /// Starts one probe task per target of `plan`, reporting flips on `flips`.
-    pub fn start(plan: Arc<Plan>, flips: mpsc::UnboundedSender<Flip>) -> Engine {
-        // reqwest is built without a bundled crypto provider (aws-lc-rs is a heavy build);
-        // ring it is. Installing twice is harmless: the first one stays.
+    pub fn new(changed: Arc<Notify>, metrics: Arc<Metrics>) -> Engine {
+        // reqwest is built without a bundled crypto provider (aws-lc-rs is a heavy
+        // build); ring it is. Installing twice is harmless: the first one stays.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut tasks = JoinSet::new();
-        let user_agent = format!("gslb/{} health-check", env!("CARGO_PKG_VERSION"));
-        for t in 0..plan.targets.len() {
-            let prober = match Prober::new(&plan, t, &user_agent) {
-                Ok(p) => p,
-                Err(e) => {
-                    // Cannot happen for a validated plan; report and leave the target UP.
-                    warn!(target = %plan.target_label(t), error = %e, "cannot start probe");
-                    continue;
-                }
-            };
-            tasks.spawn(run_target(plan.clone(), t, prober, flips.clone()));
+        Engine {
+            running: HashMap::new(),
+            changed,
+            metrics,
+            user_agent: format!("gslb/{} health-check", env!("CARGO_PKG_VERSION")),
         }
-        Engine { tasks }
     }
 
-    pub fn stop(mut self) {
-        self.tasks.abort_all();
+    /// Makes the running probes match `plan`; returns the state of each of its targets,
+    /// in `plan.targets` order. Must be called within a tokio runtime.
+    pub fn apply(&mut self, plan: &Arc<Plan>) -> Arc<[Arc<TargetState>]> {
+        let mut next: HashMap<Key, Running> = HashMap::with_capacity(plan.targets.len());
+        let mut states = Vec::with_capacity(plan.targets.len());
+        for t in 0..plan.targets.len() {
+            let target = &plan.targets[t];
+            let key = Key {
+                addr: target.addr,
+                check: plan.checks[target.check].clone(),
+            };
+            if let Some(r) = self.running.remove(&key) {
+                states.push(r.state.clone());
+                next.insert(key, r);
+                continue;
+            }
+            // A changed check on the same address (say, a new timeout) starts a new
+            // probe; it inherits the old verdict so that the change does not flap it.
+            let inherited = self
+                .running
+                .iter()
+                .find(|(k, _)| k.addr == key.addr && k.check.name == key.check.name)
+                .map(|(_, r)| r.state.is_up());
+            let state = Arc::new(TargetState::new(inherited.unwrap_or(true)));
+            let task = match Prober::new(&key, &self.user_agent) {
+                Ok(prober) => {
+                    let ctx = TaskCtx {
+                        label: plan.target_label(t),
+                        services: plan.target_services(t).join(", "),
+                        check: key.check.clone(),
+                        state: state.clone(),
+                        changed: self.changed.clone(),
+                        metrics: self.metrics.clone(),
+                    };
+                    tokio::spawn(run_target(ctx, prober)).abort_handle()
+                }
+                Err(e) => {
+                    // Cannot happen for a validated plan; report and leave it UP.
+                    warn!(target = %plan.target_label(t), error = %e, "cannot start probe");
+                    tokio::spawn(async {}).abort_handle()
+                }
+            };
+            states.push(state.clone());
+            next.insert(key, Running { state, task });
+        }
+        // Whatever is left is no longer in the plan.
+        for (key, r) in self.running.drain() {
+            debug!(addr = %key.addr, check = %key.check.name, "probe stopped");
+            r.task.abort();
+        }
+        self.running = next;
+        self.metrics.targets.set(self.running.len() as i64);
+        states.into()
+    }
+
+    pub fn stop(&mut self) {
+        for (_, r) in self.running.drain() {
+            r.task.abort();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
 enum Prober {
-    Tcp(std::net::SocketAddr),
+    Tcp(SocketAddr),
     Http(Box<http::HttpProbe>),
 }
 
 impl Prober {
-    fn new(plan: &Plan, t: usize, user_agent: &str) -> Result<Prober, String> {
-        let target = &plan.targets[t];
-        let check = &plan.checks[target.check];
-        Ok(match &check.kind {
-            CheckKind::Tcp => Prober::Tcp(target.addr),
+    fn new(key: &Key, user_agent: &str) -> Result<Prober, String> {
+        Ok(match &key.check.kind {
+            CheckKind::Tcp => Prober::Tcp(key.addr),
             CheckKind::Http(_) => Prober::Http(Box::new(http::HttpProbe::new(
-                target.addr,
-                check,
-                user_agent,
+                key.addr, &key.check, user_agent,
             )?)),
         })
     }
@@ -140,8 +256,17 @@ impl Prober {
     }
 }
 
-async fn run_target(plan: Arc<Plan>, t: usize, prober: Prober, flips: mpsc::UnboundedSender<Flip>) {
-    let check = &plan.checks[plan.targets[t].check];
+struct TaskCtx {
+    label: String,
+    services: String,
+    check: Check,
+    state: Arc<TargetState>,
+    changed: Arc<Notify>,
+    metrics: Arc<Metrics>,
+}
+
+async fn run_target(ctx: TaskCtx, prober: Prober) {
+    let check = &ctx.check;
     let phase = if check.jitter.is_zero() {
         Duration::ZERO
     } else {
@@ -152,28 +277,66 @@ async fn run_target(plan: Arc<Plan>, t: usize, prober: Prober, flips: mpsc::Unbo
     let mut ticks = tokio::time::interval_at(Instant::now() + phase, check.interval);
     // If the runtime falls behind, skip missed probes rather than bursting.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut state = Hysteresis::new(check.rise, check.fall);
-    let label = plan.target_label(t);
+    let mut hyst = Hysteresis::new(ctx.state.is_up(), check.rise, check.fall);
+    let duration = ctx.metrics.probe_duration.with_label_values(&[&check.name]);
+    let outcomes = ["success", "failure", "timeout"].map(|o| {
+        ctx.metrics
+            .probe_results
+            .with_label_values(&[check.name.as_str(), o])
+    });
+    let to = ["up", "down"].map(|s| {
+        ctx.metrics
+            .transitions
+            .with_label_values(&[check.name.as_str(), s])
+    });
     loop {
         ticks.tick().await;
+        let started = Instant::now();
         let result = match tokio::time::timeout(check.timeout, prober.probe()).await {
             Ok(r) => r,
-            Err(_) => Err(ProbeError(format!(
-                "timeout after {}",
-                crate::config::duration::Dur(check.timeout)
-            ))),
+            Err(_) => Err(ProbeError(format!("timeout after {}", Dur(check.timeout)))),
         };
-        debug!(target = %label, ok = result.is_ok(), "probe done");
-        let ok = result.is_ok();
-        if state.record(ok) {
-            let services = plan.target_services(t).join(", ");
+        let took = started.elapsed();
+        duration.observe(took.as_secs_f64());
+        match &result {
+            Ok(()) => outcomes[0].inc(),
+            Err(e) if e.0.starts_with("timeout") => outcomes[2].inc(),
+            Err(_) => outcomes[1].inc(),
+        }
+        debug!(target = %ctx.label, ok = result.is_ok(), ms = took.as_millis() as u64, "probe done");
+        let flipped = hyst.record(result.is_ok());
+        {
+            let mut d = ctx.state.detail.lock().unwrap_or_else(|p| p.into_inner());
+            d.last = Some(result.clone().map_err(|e| e.0));
+            d.last_probe_at = Some(SystemTime::now());
+            d.last_duration = Some(took);
+            if flipped {
+                d.changed_at = d.last_probe_at;
+            }
+        }
+        if flipped {
+            ctx.state.up.store(hyst.up, Ordering::Release);
             match &result {
-                Ok(()) => info!("target {label} is now UP (services: {services})"),
-                Err(reason) => warn!("target {label} is now DOWN: {reason} (services: {services})"),
+                Ok(()) => {
+                    to[0].inc();
+                    info!(
+                        "target {} is now UP (services: {})",
+                        ctx.label, ctx.services
+                    )
+                }
+                Err(reason) => {
+                    to[1].inc();
+                    warn!(
+                        "target {} is now DOWN: {reason} (services: {})",
+                        ctx.label, ctx.services
+                    )
+                }
             }
-            if flips.send(Flip { target: t, up: ok }).is_err() {
-                return; // publisher gone: shutting down
-            }
+        }
+        let first = !ctx.state.first_done.swap(true, Ordering::AcqRel);
+        if flipped || first {
+            // The first result matters too: readiness waits for it.
+            ctx.changed.notify_one();
         }
     }
 }
@@ -200,7 +363,7 @@ mod tests {
 
     #[test]
     fn fall_needs_consecutive_failures() {
-        let mut h = Hysteresis::new(2, 3);
+        let mut h = Hysteresis::new(true, 2, 3);
         assert!(!h.record(false));
         assert!(!h.record(false));
         assert!(!h.record(true)); // streak broken
@@ -212,7 +375,7 @@ mod tests {
 
     #[test]
     fn rise_needs_consecutive_successes() {
-        let mut h = Hysteresis::new(2, 1);
+        let mut h = Hysteresis::new(true, 2, 1);
         assert!(h.record(false));
         assert!(!h.record(true));
         assert!(!h.record(false));

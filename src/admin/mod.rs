@@ -1,0 +1,288 @@
+//! The admin HTTP listener: `/metrics`, `/livez`, `/readyz`, `/v1/state`,
+//! `/v1/explain`, and the override calls (`/v1/drain`, `/v1/undrain`, `/v1/force-up`,
+//! `/v1/force-down`). It knows nothing of probes or snapshots: it talks to a `Backend`.
+//!
+//! Mutating calls are POSTs. When the listener is not on a loopback address they need
+//! `Authorization: Bearer <token>` (the config refuses a non-loopback admin listener
+//! without a token), and every one of them is logged.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::overrides::{AdminState, Scope};
+
+/// What the admin API needs from the running server.
+pub trait Backend: Send + Sync + 'static {
+    /// Prometheus text exposition.
+    fn metrics(&self) -> String;
+    /// `Ok` when ready to serve; `Err(reason)` when not yet.
+    fn ready(&self) -> Result<(), String>;
+    fn state(&self) -> serde_json::Value;
+    fn explain(
+        &self,
+        name: &str,
+        client: IpAddr,
+        ecs: Option<&str>,
+    ) -> Result<serde_json::Value, String>;
+    /// Sets or clears an override; `Err` for an unknown gateway/service.
+    fn set_override(&self, scope: Scope, state: Option<AdminState>) -> Result<(), String>;
+}
+
+pub struct Admin {
+    backend: Arc<dyn Backend>,
+    /// Required on mutating calls when `Some`.
+    token: Option<String>,
+}
+
+/// Serves the admin API on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    backend: Arc<dyn Backend>,
+    token: Option<String>,
+    shutdown: CancellationToken,
+) {
+    let local = listener.local_addr().ok();
+    let needs_token = local.is_some_and(|a| !a.ip().is_loopback());
+    let admin = Arc::new(Admin {
+        backend,
+        token: if needs_token { token } else { None },
+    });
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "admin accept");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.route(req, peer)) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                debug!(error = %e, "admin connection");
+            }
+        });
+    }
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn text(status: StatusCode, body: impl Into<String>) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body.into())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, "text/plain; charset=utf-8".parse().unwrap());
+    r
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Resp {
+    let mut body = serde_json::to_string_pretty(v).unwrap_or_default();
+    body.push('\n');
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, "application/json".parse().unwrap());
+    r
+}
+
+fn error(status: StatusCode, msg: &str) -> Resp {
+    json(status, &serde_json::json!({ "error": msg }))
+}
+
+impl Admin {
+    fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+        let params = query_params(req.uri().query().unwrap_or(""));
+        let path = req.uri().path();
+        match (req.method(), path) {
+            (&Method::GET, "/metrics") => {
+                let mut r = text(StatusCode::OK, self.backend.metrics());
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8".parse().unwrap(),
+                );
+                r
+            }
+            (&Method::GET, "/livez") => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/readyz") => match self.backend.ready() {
+                Ok(()) => text(StatusCode::OK, "ready\n"),
+                Err(why) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready: {why}\n"),
+                ),
+            },
+            (&Method::GET, "/v1/state") => json(StatusCode::OK, &self.backend.state()),
+            (&Method::GET, "/v1/explain") => {
+                let Some(name) = params.get("name") else {
+                    return error(StatusCode::BAD_REQUEST, "explain needs ?name=");
+                };
+                let client = match params.get("client").map(|c| c.parse::<IpAddr>()) {
+                    None => peer.ip(),
+                    Some(Ok(ip)) => ip,
+                    Some(Err(_)) => {
+                        return error(StatusCode::BAD_REQUEST, "client is not an IP address");
+                    }
+                };
+                match self
+                    .backend
+                    .explain(name, client, params.get("ecs").map(String::as_str))
+                {
+                    Ok(v) => json(StatusCode::OK, &v),
+                    Err(e) => error(StatusCode::BAD_REQUEST, &e),
+                }
+            }
+            (&Method::POST, "/v1/drain" | "/v1/undrain" | "/v1/force-up" | "/v1/force-down") => {
+                if let Some(token) = &self.token {
+                    let ok = req
+                        .headers()
+                        .get(AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Bearer "))
+                        .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), token.as_bytes()));
+                    if !ok {
+                        warn!(%peer, %path, "admin call refused: missing or wrong bearer token");
+                        return error(
+                            StatusCode::UNAUTHORIZED,
+                            "this call needs Authorization: Bearer <token>",
+                        );
+                    }
+                }
+                let state = match path {
+                    "/v1/drain" => Some(AdminState::Drain),
+                    "/v1/force-up" => Some(AdminState::ForceUp),
+                    "/v1/force-down" => Some(AdminState::ForceDown),
+                    _ => None,
+                };
+                let scope = match (params.get("gateway"), params.get("service")) {
+                    (Some(g), None) => Scope::Gateway(g.clone()),
+                    (Some(g), Some(s)) => Scope::Endpoint {
+                        service: normalize_service(s),
+                        gateway: g.clone(),
+                    },
+                    _ => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "give ?gateway=NAME, optionally with &service=NAME",
+                        );
+                    }
+                };
+                match self.backend.set_override(scope.clone(), state) {
+                    Ok(()) => {
+                        info!(%peer, call = %path, ?scope, "admin override applied");
+                        json(
+                            StatusCode::OK,
+                            &serde_json::json!({
+                                "ok": true,
+                                "scope": scope_json(&scope),
+                                "state": state.map_or("none", AdminState::as_str),
+                            }),
+                        )
+                    }
+                    Err(e) => error(StatusCode::NOT_FOUND, &e),
+                }
+            }
+            (_, "/metrics" | "/livez" | "/readyz" | "/v1/state" | "/v1/explain") => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "use GET")
+            }
+            (_, "/v1/drain" | "/v1/undrain" | "/v1/force-up" | "/v1/force-down") => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "use POST")
+            }
+            _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+        }
+    }
+}
+
+fn scope_json(s: &Scope) -> serde_json::Value {
+    match s {
+        Scope::Gateway(g) => serde_json::json!({ "gateway": g }),
+        Scope::Endpoint { service, gateway } => {
+            serde_json::json!({ "service": service, "gateway": gateway })
+        }
+    }
+}
+
+/// Service names are stored as lower-case FQDNs.
+fn normalize_service(s: &str) -> String {
+    let mut n = s.to_ascii_lowercase();
+    if !n.ends_with('.') {
+        n.push('.');
+    }
+    n
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `a=1&b=x%2Fy` → map, percent-decoded, `+` as space.
+fn query_params(q: &str) -> HashMap<String, String> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Some((percent_decode(k)?, percent_decode(v)?))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_query_strings() {
+        let p = query_params("name=app.gslb.test&ecs=203.0.113.0%2F24&x=a+b");
+        assert_eq!(p["name"], "app.gslb.test");
+        assert_eq!(p["ecs"], "203.0.113.0/24");
+        assert_eq!(p["x"], "a b");
+        assert!(percent_decode("%zz").is_none());
+        assert!(percent_decode("%2").is_none());
+    }
+}

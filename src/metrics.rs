@@ -1,0 +1,317 @@
+//! Every Prometheus metric gslb exports, in one place. Names are prefixed `gslb_`, in
+//! base units, `_total` on counters, and never labelled by client address or query name.
+//!
+//! The families live in `Metrics` (one per process). The labelled children a query
+//! touches are resolved once per plan into `PlanMetrics` (plain vectors of counter
+//! handles indexed by zone, transport, type and rcode), which the snapshot carries, so
+//! the query path does an index and an atomic add: no hashing, no lock.
+
+use std::sync::Arc;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::plan::Plan;
+
+/// Query types we count by name; everything else is `OTHER`.
+const QTYPES: [(RecordType, &str); 10] = [
+    (RecordType::A, "A"),
+    (RecordType::AAAA, "AAAA"),
+    (RecordType::NS, "NS"),
+    (RecordType::SOA, "SOA"),
+    (RecordType::CNAME, "CNAME"),
+    (RecordType::TXT, "TXT"),
+    (RecordType::MX, "MX"),
+    (RecordType::ANY, "ANY"),
+    (RecordType::AXFR, "AXFR"),
+    (RecordType::IXFR, "IXFR"),
+];
+const QTYPE_OTHER: usize = QTYPES.len();
+const N_QTYPES: usize = QTYPES.len() + 1;
+
+const RCODES: [(ResponseCode, &str); 7] = [
+    (ResponseCode::NoError, "NOERROR"),
+    (ResponseCode::NXDomain, "NXDOMAIN"),
+    (ResponseCode::Refused, "REFUSED"),
+    (ResponseCode::FormErr, "FORMERR"),
+    (ResponseCode::NotImp, "NOTIMP"),
+    (ResponseCode::ServFail, "SERVFAIL"),
+    (ResponseCode::BADVERS, "BADVERS"),
+];
+const RCODE_OTHER: usize = RCODES.len();
+const N_RCODES: usize = RCODES.len() + 1;
+
+/// Transport index: 0 = udp, 1 = tcp.
+pub const PROTOS: [&str; 2] = ["udp", "tcp"];
+
+fn qtype_index(t: Option<RecordType>) -> usize {
+    t.and_then(|t| QTYPES.iter().position(|(q, _)| *q == t))
+        .unwrap_or(QTYPE_OTHER)
+}
+
+fn rcode_index(r: ResponseCode) -> usize {
+    RCODES
+        .iter()
+        .position(|(c, _)| *c == r)
+        .unwrap_or(RCODE_OTHER)
+}
+
+fn qtype_name(i: usize) -> &'static str {
+    QTYPES.get(i).map_or("OTHER", |(_, n)| n)
+}
+
+fn rcode_name(i: usize) -> &'static str {
+    RCODES.get(i).map_or("OTHER", |(_, n)| n)
+}
+
+/// The metric families, registered once per process.
+pub struct Metrics {
+    pub registry: Registry,
+    dns_requests: IntCounterVec,
+    dns_duration: HistogramVec,
+    answers: IntCounterVec,
+    fail_open: IntCounterVec,
+    pub endpoint_up: IntGaugeVec,
+    pub transitions: IntCounterVec,
+    pub probe_duration: HistogramVec,
+    pub probe_results: IntCounterVec,
+    pub reloads: IntCounterVec,
+    pub last_reload_success: Gauge,
+    pub snapshots: IntCounter,
+    pub targets: IntGauge,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Only fails for invalid names or duplicate registration: programming errors.
+    r.expect("metric definition")
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let registry = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| must(registry.register(c));
+
+        let dns_requests = must(IntCounterVec::new(
+            Opts::new(
+                "gslb_dns_requests_total",
+                "DNS requests answered, by zone, transport, query type and response code.",
+            ),
+            &["zone", "proto", "qtype", "rcode"],
+        ));
+        let dns_duration = must(HistogramVec::new(
+            HistogramOpts::new(
+                "gslb_dns_request_duration_seconds",
+                "Time from a parsed request to its encoded response.",
+            )
+            .buckets(vec![
+                1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2,
+            ]),
+            &["proto"],
+        ));
+        let answers = must(IntCounterVec::new(
+            Opts::new(
+                "gslb_answers_total",
+                "Times an endpoint was put in an answer.",
+            ),
+            &["service", "endpoint"],
+        ));
+        let fail_open = must(IntCounterVec::new(
+            Opts::new(
+                "gslb_fail_open_answers_total",
+                "Answers given while no endpoint of the service was healthy (fail-open).",
+            ),
+            &["service"],
+        ));
+        let endpoint_up = must(IntGaugeVec::new(
+            Opts::new(
+                "gslb_endpoint_up",
+                "1 when the endpoint is healthy by its probes, 0 when not.",
+            ),
+            &["service", "endpoint", "region"],
+        ));
+        let transitions = must(IntCounterVec::new(
+            Opts::new(
+                "gslb_target_transitions_total",
+                "Health state flips of probe targets, by check and new state.",
+            ),
+            &["check", "to"],
+        ));
+        let probe_duration = must(HistogramVec::new(
+            HistogramOpts::new("gslb_probe_duration_seconds", "Duration of health probes.")
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ]),
+            &["check"],
+        ));
+        let probe_results = must(IntCounterVec::new(
+            Opts::new(
+                "gslb_probe_results_total",
+                "Health probe results, by check and outcome.",
+            ),
+            &["check", "outcome"],
+        ));
+        let reloads = must(IntCounterVec::new(
+            Opts::new(
+                "gslb_config_reloads_total",
+                "Configuration loads, by result.",
+            ),
+            &["result"],
+        ));
+        let last_reload_success = must(Gauge::new(
+            "gslb_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last configuration that was loaded successfully.",
+        ));
+        let snapshots = must(IntCounter::new(
+            "gslb_snapshots_published_total",
+            "Answer snapshots published (one per health change, override or reload).",
+        ));
+        let targets = must(IntGauge::new(
+            "gslb_probe_targets",
+            "Distinct probe targets being checked.",
+        ));
+        let build_info = must(IntGaugeVec::new(
+            Opts::new(
+                "gslb_build_info",
+                "Build information; the value is always 1.",
+            ),
+            &["version"],
+        ));
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+
+        reg(Box::new(dns_requests.clone()));
+        reg(Box::new(dns_duration.clone()));
+        reg(Box::new(answers.clone()));
+        reg(Box::new(fail_open.clone()));
+        reg(Box::new(endpoint_up.clone()));
+        reg(Box::new(transitions.clone()));
+        reg(Box::new(probe_duration.clone()));
+        reg(Box::new(probe_results.clone()));
+        reg(Box::new(reloads.clone()));
+        reg(Box::new(last_reload_success.clone()));
+        reg(Box::new(snapshots.clone()));
+        reg(Box::new(targets.clone()));
+        reg(Box::new(build_info));
+
+        Arc::new(Metrics {
+            registry,
+            dns_requests,
+            dns_duration,
+            answers,
+            fail_open,
+            endpoint_up,
+            transitions,
+            probe_duration,
+            probe_results,
+            reloads,
+            last_reload_success,
+            snapshots,
+            targets,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        must(TextEncoder::new().encode(&self.registry.gather(), &mut buf));
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+
+    /// Resolves the children the query path needs for `plan`.
+    pub fn for_plan(&self, plan: &Plan) -> PlanMetrics {
+        let zones: Vec<String> = std::iter::once(String::new())
+            .chain(plan.zones.iter().map(|z| z.origin.to_string()))
+            .collect();
+        let mut dns = Vec::with_capacity(zones.len() * PROTOS.len() * N_QTYPES * N_RCODES);
+        for zone in &zones {
+            for proto in PROTOS {
+                for q in 0..N_QTYPES {
+                    for r in 0..N_RCODES {
+                        dns.push(self.dns_requests.with_label_values(&[
+                            zone.as_str(),
+                            proto,
+                            qtype_name(q),
+                            rcode_name(r),
+                        ]));
+                    }
+                }
+            }
+        }
+        let duration = PROTOS.map(|p| self.dns_duration.with_label_values(&[p]));
+        let answers = plan
+            .services
+            .iter()
+            .map(|s| {
+                let svc = s.name.to_string();
+                s.endpoints
+                    .iter()
+                    .map(|e| {
+                        self.answers.with_label_values(&[
+                            svc.as_str(),
+                            plan.gateways[e.gateway].name.as_str(),
+                        ])
+                    })
+                    .collect()
+            })
+            .collect();
+        let fail_open = plan
+            .services
+            .iter()
+            .map(|s| {
+                self.fail_open
+                    .with_label_values(&[s.name.to_string().as_str()])
+            })
+            .collect();
+        PlanMetrics {
+            dns,
+            duration,
+            answers,
+            fail_open,
+        }
+    }
+}
+
+/// Pre-resolved children for one plan.
+#[derive(Debug)]
+pub struct PlanMetrics {
+    /// Indexed by `((zone + 1) * PROTOS + proto) * N_QTYPES + qtype) * N_RCODES + rcode`;
+    /// zone slot 0 is "no zone" (REFUSED, FORMERR before a name was read).
+    dns: Vec<IntCounter>,
+    duration: [Histogram; 2],
+    /// `[service][endpoint]`.
+    answers: Vec<Vec<IntCounter>>,
+    fail_open: Vec<IntCounter>,
+}
+
+impl PlanMetrics {
+    /// Counts one request. `zone` is the plan's zone index, if the name was in one.
+    pub fn request(
+        &self,
+        zone: Option<usize>,
+        proto: usize,
+        qtype: Option<RecordType>,
+        rcode: ResponseCode,
+        seconds: f64,
+    ) {
+        let z = zone.map_or(0, |z| z + 1);
+        let i = ((z * PROTOS.len() + proto) * N_QTYPES + qtype_index(qtype)) * N_RCODES
+            + rcode_index(rcode);
+        if let Some(c) = self.dns.get(i) {
+            c.inc();
+        }
+        self.duration[proto].observe(seconds);
+    }
+
+    pub fn answered(&self, service: usize, endpoint: usize) {
+        self.answers[service][endpoint].inc();
+    }
+
+    pub fn fail_open(&self, service: usize) {
+        self.fail_open[service].inc();
+    }
+}

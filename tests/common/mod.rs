@@ -20,6 +20,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_gslb");
 pub struct Gslb {
     child: Child,
     pub addr: SocketAddr,
+    /// The admin listener, when the config has an `[admin]` table.
+    pub admin: Option<SocketAddr>,
+    pub config_path: std::path::PathBuf,
     pub dir: tempfile::TempDir,
     logs: Arc<Mutex<Vec<String>>>,
 }
@@ -35,7 +38,7 @@ impl Gslb {
         } else {
             format!("[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets = 1\n\n{body}")
         };
-        std::fs::write(&path, text).expect("write config");
+        std::fs::write(&path, &text).expect("write config");
         let mut child = Command::new(BIN)
             .args(["serve", "-c"])
             .arg(&path)
@@ -54,15 +57,28 @@ impl Gslb {
         });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let wants_admin = text.contains("[admin]");
         thread::spawn(move || {
+            let (mut dns, mut admin) = (None, None);
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let addr = |rest: &str| -> SocketAddr {
+                    rest.split_whitespace().next().unwrap().parse().unwrap()
+                };
                 if let Some(rest) = line.strip_prefix("gslb: listening on ") {
-                    let addr: SocketAddr = rest.split_whitespace().next().unwrap().parse().unwrap();
-                    let _ = tx.send(addr);
+                    dns = dns.or(Some(addr(rest)));
+                } else if let Some(rest) = line.strip_prefix("gslb: admin listening on ") {
+                    admin = Some(addr(rest));
+                }
+                if let Some(d) = dns
+                    && (admin.is_some() || !wants_admin)
+                {
+                    let _ = tx.send((d, admin));
+                    dns = None;
+                    admin = None;
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+        let (addr, admin) = match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
@@ -75,6 +91,8 @@ impl Gslb {
         Gslb {
             child,
             addr,
+            admin,
+            config_path: path,
             dir,
             logs,
         }
@@ -105,6 +123,29 @@ impl Gslb {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, ...).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit; its exit status, or None after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        None
     }
 }
 

@@ -83,6 +83,9 @@ pub struct Metrics {
     pub last_reload_success: Gauge,
     pub snapshots: IntCounter,
     pub targets: IntGauge,
+    pub probe_lag: Histogram,
+    pub probes_late: IntCounter,
+    pub cert_expiry: prometheus::GaugeVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -173,6 +176,24 @@ impl Metrics {
             "gslb_probe_targets",
             "Distinct probe targets being checked.",
         ));
+        let probe_lag = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "gslb_probe_schedule_lag_seconds",
+                "How late probes start against their schedule (runtime load, or waiting for a probe slot).",
+            )
+            .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+        ));
+        let probes_late = must(IntCounter::new(
+            "gslb_probes_late_total",
+            "Probes that started later than a tenth of their interval (at least 50ms) after their scheduled time.",
+        ));
+        let cert_expiry = must(prometheus::GaugeVec::new(
+            Opts::new(
+                "gslb_probe_certificate_expiry_timestamp_seconds",
+                "Unix time at which the certificate a tls/https probe target presented expires.",
+            ),
+            &["check", "target"],
+        ));
         let build_info = must(IntGaugeVec::new(
             Opts::new(
                 "gslb_build_info",
@@ -196,6 +217,9 @@ impl Metrics {
         reg(Box::new(last_reload_success.clone()));
         reg(Box::new(snapshots.clone()));
         reg(Box::new(targets.clone()));
+        reg(Box::new(probe_lag.clone()));
+        reg(Box::new(probes_late.clone()));
+        reg(Box::new(cert_expiry.clone()));
         reg(Box::new(build_info));
 
         Arc::new(Metrics {
@@ -212,6 +236,9 @@ impl Metrics {
             last_reload_success,
             snapshots,
             targets,
+            probe_lag,
+            probes_late,
+            cert_expiry,
         })
     }
 

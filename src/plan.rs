@@ -18,6 +18,7 @@ pub struct Plan {
     pub source: PathBuf,
     pub server: ServerSettings,
     pub admin: Option<AdminSettings>,
+    pub health: HealthSettings,
     pub zones: Vec<Zone>,
     pub gateways: Vec<Gateway>,
     pub checks: Vec<Check>,
@@ -35,6 +36,12 @@ pub struct ServerSettings {
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
     pub grace_period: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSettings {
+    /// Probes in flight at once, across all targets.
+    pub max_concurrent_probes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,19 +83,49 @@ pub struct Check {
     pub rise: u32,
     pub fall: u32,
     pub jitter: Duration,
+    /// tls and https checks.
+    pub tls: Option<TlsSettings>,
+    /// Host and SNI come from each service (`Service::host`), so each service sees
+    /// its own result through a shared gateway.
+    pub per_service: bool,
+    pub user_agent: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TlsSettings {
+    /// Server name to send and verify; default: the Host (per-service or the check's),
+    /// else none (the certificate must then be valid for the probe IP).
+    pub sni: Option<String>,
+    /// PEM bundle of trusted roots; default: the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate (the handshake itself must still succeed).
+    pub insecure: bool,
+    /// A certificate expiring within this is reported (log, metric), not failed.
+    pub expiry_warning: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CheckKind {
     Tcp,
+    Tls,
     Http(HttpCheck),
+    Https(HttpCheck),
 }
 
 impl CheckKind {
     pub fn label(&self) -> &'static str {
         match self {
             CheckKind::Tcp => "tcp",
+            CheckKind::Tls => "tls",
             CheckKind::Http(_) => "http",
+            CheckKind::Https(_) => "https",
+        }
+    }
+
+    pub fn http(&self) -> Option<&HttpCheck> {
+        match self {
+            CheckKind::Http(h) | CheckKind::Https(h) => Some(h),
+            _ => None,
         }
     }
 }
@@ -115,6 +152,8 @@ impl HttpCheck {
 pub struct Service {
     /// Lower-case FQDN.
     pub name: Name,
+    /// The name clients use for this service (Host and SNI of per-service checks).
+    pub host: String,
     pub zone: usize,
     pub ttl: u32,
     pub answers: usize,
@@ -135,6 +174,8 @@ pub struct Endpoint {
 pub struct Target {
     pub addr: SocketAddr,
     pub check: usize,
+    /// Host/SNI for a per-service check; `None` uses the check's own settings.
+    pub host: Option<String>,
     /// Gateways probed through this target (usually one).
     pub gateways: Vec<usize>,
 }
@@ -148,12 +189,20 @@ impl Plan {
             .iter()
             .map(|&g| self.gateways[g].name.as_str())
             .collect();
-        format!(
-            "{} {} (check {})",
-            gws.join(","),
-            target.addr,
-            self.checks[target.check].name
-        )
+        match &target.host {
+            Some(h) => format!(
+                "{} {} (check {}, host {h})",
+                gws.join(","),
+                target.addr,
+                self.checks[target.check].name
+            ),
+            None => format!(
+                "{} {} (check {})",
+                gws.join(","),
+                target.addr,
+                self.checks[target.check].name
+            ),
+        }
     }
 
     /// Names of the services whose answers depend on target `t`.

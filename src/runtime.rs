@@ -57,7 +57,11 @@ impl Runtime {
             None => Overrides::default(),
         };
         let changed = Arc::new(Notify::new());
-        let mut engine = Engine::new(changed.clone(), metrics.clone());
+        let mut engine = Engine::new(
+            changed.clone(),
+            metrics.clone(),
+            plan.health.max_concurrent_probes,
+        );
         let states = engine.apply(&plan);
         let zones = Arc::new(Zones::build(&plan));
         let plan_metrics = Arc::new(metrics.for_plan(&plan));
@@ -168,8 +172,13 @@ impl Runtime {
         };
         {
             let mut inner = self.lock();
-            if plan.server.listen != inner.plan.server.listen || plan.admin != inner.plan.admin {
-                warn!("listen addresses and the [admin] table take effect at the next restart");
+            if plan.server.listen != inner.plan.server.listen
+                || plan.admin != inner.plan.admin
+                || plan.health != inner.plan.health
+            {
+                warn!(
+                    "listen addresses, [admin] and [health] settings take effect at the next restart"
+                );
             }
             inner.states = inner.engine.apply(&plan);
             inner.zones = Arc::new(Zones::build(&plan));

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::str::FromStr;
+use std::time::Duration;
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record};
@@ -13,14 +14,20 @@ use toml::Spanned;
 use super::schema::{self, CheckDef, StatusSpec, ZoneDef};
 use super::{ConfigError, Locator};
 use crate::plan::{
-    AdminSettings, Check, CheckKind, Endpoint, Gateway, HttpCheck, Plan, ServerSettings, Service,
-    Target, Zone,
+    AdminSettings, Check, CheckKind, Endpoint, Gateway, HealthSettings, HttpCheck, Plan,
+    ServerSettings, Service, Target, TlsSettings, Zone,
 };
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
 pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
     let server = compile_server(loc, &file.server)?;
+    if *file.health.max_concurrent_probes.get_ref() == 0 {
+        return Err(loc.error(
+            file.health.max_concurrent_probes.span(),
+            "max_concurrent_probes must be at least 1",
+        ));
+    }
     let admin = match &file.admin {
         Some(a) => Some(compile_admin(loc, a)?),
         None => None,
@@ -77,8 +84,13 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
     let mut checks = Vec::with_capacity(file.checks.len());
     let mut check_index: HashMap<String, usize> = HashMap::new();
     let mut check_ports: Vec<Option<u16>> = Vec::new();
+    let default_user_agent = file
+        .health
+        .user_agent
+        .clone()
+        .unwrap_or_else(|| format!("gslb/{} health-check", env!("CARGO_PKG_VERSION")));
     for c in &file.checks {
-        let check = compile_check(loc, c)?;
+        let check = compile_check(loc, c, &default_user_agent)?;
         if check_index
             .insert(check.name.clone(), checks.len())
             .is_some()
@@ -90,6 +102,7 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
         }
         check_ports.push(c.port.or(match check.kind {
             CheckKind::Tcp => None,
+            CheckKind::Tls | CheckKind::Https(_) => Some(443),
             CheckKind::Http(_) => Some(80),
         }));
         checks.push(check);
@@ -106,7 +119,7 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
 
     let mut services = Vec::with_capacity(file.services.len());
     let mut targets: Vec<Target> = Vec::new();
-    let mut target_index: HashMap<(SocketAddr, usize), usize> = HashMap::new();
+    let mut target_index: HashMap<(SocketAddr, usize, Option<String>), usize> = HashMap::new();
     for s in &file.services {
         let name = parse_name(loc, &s.name, None)?;
         let zone = find_zone(&zones, &name).ok_or_else(|| {
@@ -122,6 +135,16 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
             ));
         }
         owners.insert(name.clone(), "another service");
+        let host = match &s.host {
+            None => name.to_string().trim_end_matches('.').to_string(),
+            Some(h) => {
+                let v = h.get_ref().trim().trim_end_matches('.');
+                if Name::from_ascii(v).is_err() || v.is_empty() || v.contains(char::is_whitespace) {
+                    return Err(loc.error(h.span(), format!("invalid host {:?}", h.get_ref())));
+                }
+                v.to_ascii_lowercase()
+            }
+        };
 
         let check =
             match &s.check {
@@ -170,14 +193,20 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
                         )
                     })?;
                     let addr = SocketAddr::new(ip, port);
-                    let t = *target_index.entry((addr, ci)).or_insert_with(|| {
-                        targets.push(Target {
-                            addr,
-                            check: ci,
-                            gateways: Vec::new(),
+                    // A per-service check is a distinct probe per service host; others
+                    // are shared by every service that uses them.
+                    let thost = checks[ci].per_service.then(|| host.clone());
+                    let t = *target_index
+                        .entry((addr, ci, thost.clone()))
+                        .or_insert_with(|| {
+                            targets.push(Target {
+                                addr,
+                                check: ci,
+                                host: thost,
+                                gateways: Vec::new(),
+                            });
+                            targets.len() - 1
                         });
-                        targets.len() - 1
-                    });
                     if !targets[t].gateways.contains(&gw) {
                         targets[t].gateways.push(gw);
                     }
@@ -192,6 +221,7 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
         }
         services.push(Service {
             name,
+            host,
             zone,
             ttl: ttl_secs(s.ttl.0),
             answers: *s.answers.get_ref() as usize,
@@ -204,6 +234,9 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
         source: loc.file_path().to_path_buf(),
         server,
         admin,
+        health: HealthSettings {
+            max_concurrent_probes: *file.health.max_concurrent_probes.get_ref(),
+        },
         zones,
         gateways,
         checks,
@@ -408,7 +441,7 @@ fn compile_zone(loc: &Locator<'_>, z: &ZoneDef) -> Result<Zone> {
     })
 }
 
-fn compile_check(loc: &Locator<'_>, c: &CheckDef) -> Result<Check> {
+fn compile_check(loc: &Locator<'_>, c: &CheckDef, default_user_agent: &str) -> Result<Check> {
     let name = nonempty(loc, &c.name, "check name")?;
     let interval = c.interval.get_ref().0;
     let timeout = c.timeout.get_ref().0;
@@ -447,25 +480,60 @@ fn compile_check(loc: &Locator<'_>, c: &CheckDef) -> Result<Check> {
         None => interval / 10,
     };
 
-    let http_only: [(&str, bool); 6] = [
+    let http_only: [(&str, bool); 7] = [
         ("method", c.method.is_some()),
         ("path", c.path.is_some()),
         ("host", c.host.is_some()),
         ("headers", !c.headers.is_empty()),
         ("expect_status", c.expect_status.is_some()),
         ("expect_body", c.expect_body.is_some()),
+        ("user_agent", c.user_agent.is_some()),
     ];
-    let kind = match c.kind {
-        schema::CheckKind::Tcp => {
-            if let Some((key, _)) = http_only.iter().find(|(_, set)| *set) {
-                return Err(loc.error(
-                    c.name.span(),
-                    format!("check {name:?} is tcp; {key} applies to http checks only"),
-                ));
-            }
-            CheckKind::Tcp
+    let tls_only: [(&str, bool); 4] = [
+        ("sni", c.sni.is_some()),
+        ("ca_file", c.ca_file.is_some()),
+        ("insecure", c.insecure),
+        ("cert_expiry_warning", c.cert_expiry_warning.is_some()),
+    ];
+    let kind_name = format!("{:?}", c.kind).to_ascii_lowercase();
+    let reject = |keys: &[(&str, bool)], what: &str| -> Result<()> {
+        match keys.iter().find(|(_, set)| *set) {
+            Some((key, _)) => Err(loc.error(
+                c.name.span(),
+                format!("check {name:?} is {kind_name}; {key} applies to {what} checks only"),
+            )),
+            None => Ok(()),
         }
+    };
+    let (is_http, is_tls) = match c.kind {
+        schema::CheckKind::Tcp => (false, false),
+        schema::CheckKind::Tls => (false, true),
+        schema::CheckKind::Http => (true, false),
+        schema::CheckKind::Https => (true, true),
+    };
+    if !is_http {
+        reject(&http_only, "http and https")?;
+    }
+    if !is_tls {
+        reject(&tls_only, "tls and https")?;
+    }
+    let kind = match c.kind {
+        schema::CheckKind::Tcp => CheckKind::Tcp,
+        schema::CheckKind::Tls => CheckKind::Tls,
         schema::CheckKind::Http => CheckKind::Http(compile_http(loc, c)?),
+        schema::CheckKind::Https => CheckKind::Https(compile_http(loc, c)?),
+    };
+    let tls = if is_tls {
+        Some(compile_tls(loc, c)?)
+    } else {
+        None
+    };
+    let user_agent = match &c.user_agent {
+        Some(ua) if ua.get_ref().contains(['\r', '\n']) || ua.get_ref().is_empty() => {
+            return Err(loc.error(ua.span(), "invalid user_agent"));
+        }
+        Some(ua) => ua.get_ref().clone(),
+        None => default_user_agent.to_string(),
     };
     Ok(Check {
         name,
@@ -475,6 +543,54 @@ fn compile_check(loc: &Locator<'_>, c: &CheckDef) -> Result<Check> {
         rise: *c.rise.get_ref(),
         fall: *c.fall.get_ref(),
         jitter,
+        tls,
+        per_service: c.per_service,
+        user_agent,
+    })
+}
+
+fn compile_tls(loc: &Locator<'_>, c: &CheckDef) -> Result<TlsSettings> {
+    let sni = match &c.sni {
+        None => None,
+        Some(s) => {
+            let v = s.get_ref().trim();
+            if rustls_pki_types::ServerName::try_from(v).is_err() {
+                return Err(loc.error(
+                    s.span(),
+                    format!("invalid sni {v:?}: not a DNS name or IP address"),
+                ));
+            }
+            Some(v.to_string())
+        }
+    };
+    let ca_file = match &c.ca_file {
+        None => None,
+        Some(f) => {
+            let p = std::path::Path::new(f.get_ref());
+            let path = if p.is_relative() {
+                loc.file_path()
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join(p)
+            } else {
+                p.to_path_buf()
+            };
+            // Read it now so that `gslb check` catches a missing or empty bundle.
+            crate::health::tls::load_ca_file(&path)
+                .map_err(|e| loc.error(f.span(), format!("ca_file: {e}")))?;
+            Some(path)
+        }
+    };
+    if c.insecure && ca_file.is_some() {
+        return Err(loc.error(c.name.span(), "insecure and ca_file contradict each other"));
+    }
+    Ok(TlsSettings {
+        sni,
+        ca_file,
+        insecure: c.insecure,
+        expiry_warning: c
+            .cert_expiry_warning
+            .map_or(Duration::from_secs(14 * 86_400), |d| d.0),
     })
 }
 

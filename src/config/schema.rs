@@ -16,6 +16,8 @@ pub struct File {
     pub server: ServerDef,
     /// The admin HTTP listener; absent = no admin listener.
     pub admin: Option<AdminDef>,
+    #[serde(default)]
+    pub health: HealthDef,
     #[serde(default, rename = "zone")]
     pub zones: Vec<ZoneDef>,
     #[serde(default, rename = "gateway")]
@@ -47,6 +49,30 @@ pub struct ServerDef {
     /// On SIGTERM, how long open TCP connections get to finish before we exit.
     #[serde(default = "default_grace")]
     pub grace_period: Dur,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthDef {
+    /// Probes in flight at once, across all targets; a probe that has to wait for a
+    /// slot starts late, and that lateness is reported.
+    #[serde(default = "default_max_probes")]
+    pub max_concurrent_probes: Spanned<usize>,
+    /// User-Agent of http/https probes, unless a check sets its own.
+    pub user_agent: Option<String>,
+}
+
+impl Default for HealthDef {
+    fn default() -> Self {
+        HealthDef {
+            max_concurrent_probes: default_max_probes(),
+            user_agent: None,
+        }
+    }
+}
+
+fn default_max_probes() -> Spanned<usize> {
+    Spanned::new(0..0, 512)
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,7 +231,9 @@ pub struct GatewayDef {
 #[serde(rename_all = "lowercase")]
 pub enum CheckKind {
     Tcp,
+    Tls,
     Http,
+    Https,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,8 +256,24 @@ pub struct CheckDef {
     /// Each probe is delayed by a random amount up to this, so that probes sharing an
     /// interval do not fire together. Default: a tenth of the interval.
     pub jitter: Option<Spanned<Dur>>,
+    /// Take Host and SNI from each service (its `host`, default its name), so that one
+    /// gateway is judged per service. Probes identical across services are still shared.
+    #[serde(default)]
+    pub per_service: bool,
 
-    // HTTP only.
+    // tls and https only.
+    /// Server name to send and verify; default: the Host, else none.
+    pub sni: Option<Spanned<String>>,
+    /// PEM file of trusted CA certificates; default: the system roots.
+    pub ca_file: Option<Spanned<String>>,
+    /// Accept any certificate; the handshake must still complete.
+    #[serde(default)]
+    pub insecure: bool,
+    /// Report (not fail) a certificate that expires within this. Default 14 days.
+    pub cert_expiry_warning: Option<Dur>,
+
+    // http and https only.
+    pub user_agent: Option<Spanned<String>>,
     #[serde(default)]
     pub method: Option<Spanned<String>>,
     #[serde(default)]
@@ -284,6 +328,9 @@ pub enum AllDown {
 pub struct ServiceDef {
     /// Absolute owner name (trailing dot optional); must lie inside a zone.
     pub name: Spanned<String>,
+    /// The name clients use for the service, sent as Host and SNI by `per_service`
+    /// checks (e.g. `bookinfo.example.com`). Default: the service name.
+    pub host: Option<Spanned<String>>,
     #[serde(default = "default_service_ttl")]
     pub ttl: Dur,
     /// Named check; without one, endpoints are always considered healthy.

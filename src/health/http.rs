@@ -1,7 +1,9 @@
-//! `http` probe: one request with the configured method, path, Host and headers; the
-//! check passes when the status is accepted and, if asked, the body contains a string
-//! within the first `body_limit` bytes. A fresh connection per probe (no pooling), so a
-//! target whose listener went away is noticed at once.
+//! `http` and `https` probes: one request with the configured method, path, Host and
+//! headers; the check passes when the status is accepted and, if asked, the body
+//! contains a string within the first `body_limit` bytes. A fresh connection per probe
+//! (no pooling), so a target whose listener went away is noticed at once. `https` uses
+//! the same verified TLS as the `tls` probe, with SNI = the `sni` setting, else the
+//! Host.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,8 +11,9 @@ use std::sync::Arc;
 use reqwest::header::{HOST, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, Url};
 
+use super::tls::{self, ExpiryWatch};
 use super::{ProbeError, describe_io};
-use crate::plan::{Check, CheckKind, HttpCheck};
+use crate::plan::{Check, HttpCheck};
 
 /// A prepared probe for one target: the client, URL and headers are built once.
 pub struct HttpProbe {
@@ -19,6 +22,9 @@ pub struct HttpProbe {
     url: Url,
     headers: HeaderMap,
     spec: Arc<HttpSpec>,
+    /// The name verified for https (for failure reasons).
+    tls_name: String,
+    expiry: Option<ExpiryWatch>,
 }
 
 /// The parts of the check the response is judged by.
@@ -29,29 +35,60 @@ struct HttpSpec {
 }
 
 impl HttpProbe {
-    pub fn new(addr: SocketAddr, check: &Check, user_agent: &str) -> Result<HttpProbe, String> {
-        let CheckKind::Http(http) = &check.kind else {
-            return Err("not an http check".into());
-        };
-        let url = Url::parse(&format!("http://{addr}{}", http.path))
-            .map_err(|e| format!("cannot form URL: {e}"))?;
-        let client = Client::builder()
+    /// `host` is the per-service Host (and SNI) when the check is per-service.
+    pub fn new(
+        addr: SocketAddr,
+        check: &Check,
+        host: Option<&str>,
+        expiry: Option<ExpiryWatch>,
+    ) -> Result<HttpProbe, String> {
+        let http = check.kind.http().ok_or("not an http check")?;
+        let host = host.or(http.host.as_deref());
+        let mut builder = Client::builder()
             .no_proxy()
             .pool_max_idle_per_host(0)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(user_agent)
+            .user_agent(check.user_agent.as_str());
+        let mut tls_name = String::new();
+        let url = match &check.tls {
+            None => format!("http://{addr}{}", http.path),
+            Some(tls) => {
+                // SNI: the explicit setting, else the Host without a port.
+                let sni = tls.sni.as_deref().or(host.map(strip_port));
+                let is_dns_name = sni.is_some_and(|n| n.parse::<std::net::IpAddr>().is_err());
+                builder = builder
+                    .use_preconfigured_tls((*tls::client_config(tls, true)?).clone())
+                    .tls_info(true);
+                match sni {
+                    Some(name) if is_dns_name => {
+                        // Connect to the probe address whatever the name resolves to.
+                        builder = builder.resolve(name, addr);
+                        tls_name = name.to_string();
+                        format!("https://{name}:{}{}", addr.port(), http.path)
+                    }
+                    _ => {
+                        tls_name = addr.ip().to_string();
+                        format!("https://{addr}{}", http.path)
+                    }
+                }
+            }
+        };
+        let url = Url::parse(&url).map_err(|e| format!("cannot form URL {url:?}: {e}"))?;
+        let client = builder
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         Ok(HttpProbe {
             client,
             method: Method::from_bytes(http.method.as_bytes()).map_err(|e| e.to_string())?,
             url,
-            headers: headers(http)?,
+            headers: headers(http, host)?,
             spec: Arc::new(HttpSpec {
                 expect_status: http.expect_status.clone(),
                 expect_body: http.expect_body.as_ref().map(|b| b.as_bytes().to_vec()),
                 body_limit: http.body_limit,
             }),
+            tls_name,
+            expiry,
         })
     }
 
@@ -62,7 +99,14 @@ impl HttpProbe {
             .headers(self.headers.clone())
             .send()
             .await
-            .map_err(|e| ProbeError(describe_reqwest(&e)))?;
+            .map_err(|e| ProbeError(self.describe(&e)))?;
+        if let (Some(watch), Some(info)) = (
+            &self.expiry,
+            resp.extensions().get::<reqwest::tls::TlsInfo>(),
+        ) && let Some(leaf) = info.peer_certificate()
+        {
+            watch.observe(leaf);
+        }
         let status = resp.status().as_u16();
         let spec = &self.spec;
         let status_ok = spec.expect_status.iter().any(|r| r.contains(&status));
@@ -93,7 +137,7 @@ impl HttpProbe {
                     Err(e) if status_ok => {
                         return Err(ProbeError(format!(
                             "http {status} body read failed: {}",
-                            describe_reqwest(&e)
+                            self.describe(&e)
                         )));
                     }
                     Err(_) => break,
@@ -114,9 +158,26 @@ impl HttpProbe {
     }
 }
 
-fn headers(http: &HttpCheck) -> Result<HeaderMap, String> {
+impl HttpProbe {
+    fn describe(&self, e: &reqwest::Error) -> String {
+        match tls::tls_error_in(e) {
+            Some(t) => tls::describe_tls(t, &self.tls_name),
+            None => describe_reqwest(e),
+        }
+    }
+}
+
+/// `example.com:8443` → `example.com`; IPv6 literals and plain names unchanged.
+fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+fn headers(http: &HttpCheck, host: Option<&str>) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::new();
-    if let Some(host) = &http.host {
+    if let Some(host) = host {
         map.insert(
             HOST,
             HeaderValue::from_str(host).map_err(|e| e.to_string())?,

@@ -16,6 +16,7 @@
 
 mod http;
 mod tcp;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
@@ -131,11 +132,13 @@ impl TargetState {
     }
 }
 
-/// Identity of a probe: same address and same check definition means same probe.
+/// Identity of a probe: same address, same check definition and same per-service
+/// host means same probe.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     addr: SocketAddr,
     check: Check,
+    host: Option<String>,
 }
 
 struct Running {
@@ -149,11 +152,14 @@ pub struct Engine {
     /// Woken on every state flip.
     changed: Arc<Notify>,
     metrics: Arc<Metrics>,
-    user_agent: String,
+    /// Bounds the probes in flight across all targets.
+    slots: Arc<Semaphore>,
+    /// Last time a "probes are late" warning was logged (rate limit).
+    late_warned: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Engine {
-    pub fn new(changed: Arc<Notify>, metrics: Arc<Metrics>) -> Engine {
+    pub fn new(changed: Arc<Notify>, metrics: Arc<Metrics>, max_concurrent: usize) -> Engine {
         // reqwest is built without a bundled crypto provider (aws-lc-rs is a heavy
         // build); ring it is. Installing twice is harmless: the first one stays.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -161,7 +167,8 @@ impl Engine {
             running: HashMap::new(),
             changed,
             metrics,
-            user_agent: format!("gslb/{} health-check", env!("CARGO_PKG_VERSION")),
+            slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            late_warned: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -175,6 +182,7 @@ impl Engine {
             let key = Key {
                 addr: target.addr,
                 check: plan.checks[target.check].clone(),
+                host: target.host.clone(),
             };
             if let Some(r) = self.running.remove(&key) {
                 states.push(r.state.clone());
@@ -186,18 +194,23 @@ impl Engine {
             let inherited = self
                 .running
                 .iter()
-                .find(|(k, _)| k.addr == key.addr && k.check.name == key.check.name)
+                .find(|(k, _)| {
+                    k.addr == key.addr && k.check.name == key.check.name && k.host == key.host
+                })
                 .map(|(_, r)| r.state.is_up());
             let state = Arc::new(TargetState::new(inherited.unwrap_or(true)));
-            let task = match Prober::new(&key, &self.user_agent) {
+            let label = plan.target_label(t);
+            let task = match Prober::new(&key, &label, &self.metrics) {
                 Ok(prober) => {
                     let ctx = TaskCtx {
-                        label: plan.target_label(t),
+                        label,
                         services: plan.target_services(t).join(", "),
                         check: key.check.clone(),
                         state: state.clone(),
                         changed: self.changed.clone(),
                         metrics: self.metrics.clone(),
+                        slots: self.slots.clone(),
+                        late_warned: self.late_warned.clone(),
                     };
                     tokio::spawn(run_target(ctx, prober)).abort_handle()
                 }
@@ -235,22 +248,52 @@ impl Drop for Engine {
 
 enum Prober {
     Tcp(SocketAddr),
+    Tls(Box<tls::TlsProbe>),
     Http(Box<http::HttpProbe>),
 }
 
 impl Prober {
-    fn new(key: &Key, user_agent: &str) -> Result<Prober, String> {
+    fn new(key: &Key, label: &str, metrics: &Metrics) -> Result<Prober, String> {
+        let host = key.host.as_deref();
+        let expiry = |tls: &crate::plan::TlsSettings| {
+            let target = match host {
+                Some(h) => format!("{} {h}", key.addr),
+                None => key.addr.to_string(),
+            };
+            tls::ExpiryWatch::new(
+                label.to_string(),
+                tls.expiry_warning,
+                metrics
+                    .cert_expiry
+                    .with_label_values(&[key.check.name.as_str(), target.as_str()]),
+            )
+        };
         Ok(match &key.check.kind {
             CheckKind::Tcp => Prober::Tcp(key.addr),
-            CheckKind::Http(_) => Prober::Http(Box::new(http::HttpProbe::new(
-                key.addr, &key.check, user_agent,
-            )?)),
+            CheckKind::Tls => {
+                let t = key
+                    .check
+                    .tls
+                    .as_ref()
+                    .ok_or("tls check without tls settings")?;
+                let sni = t.sni.as_deref().or(host);
+                Prober::Tls(Box::new(tls::TlsProbe::new(key.addr, t, sni, expiry(t))?))
+            }
+            CheckKind::Http(_) | CheckKind::Https(_) => {
+                Prober::Http(Box::new(http::HttpProbe::new(
+                    key.addr,
+                    &key.check,
+                    host,
+                    key.check.tls.as_ref().map(expiry),
+                )?))
+            }
         })
     }
 
     async fn probe(&self) -> Result<(), ProbeError> {
         match self {
             Prober::Tcp(addr) => tcp::probe(*addr).await,
+            Prober::Tls(p) => p.probe().await,
             Prober::Http(p) => p.probe().await,
         }
     }
@@ -263,6 +306,8 @@ struct TaskCtx {
     state: Arc<TargetState>,
     changed: Arc<Notify>,
     metrics: Arc<Metrics>,
+    slots: Arc<Semaphore>,
+    late_warned: Arc<Mutex<Option<Instant>>>,
 }
 
 async fn run_target(ctx: TaskCtx, prober: Prober) {
@@ -289,9 +334,21 @@ async fn run_target(ctx: TaskCtx, prober: Prober) {
             .transitions
             .with_label_values(&[check.name.as_str(), s])
     });
+    let late_after = (check.interval / 10).max(Duration::from_millis(50));
     loop {
-        ticks.tick().await;
+        let scheduled = ticks.tick().await;
+        // A slot bounds the probes in flight; waiting for one makes a probe late, and
+        // that is reported rather than hidden.
+        let Ok(_slot) = ctx.slots.acquire().await else {
+            return; // semaphore closed: shutting down
+        };
         let started = Instant::now();
+        let lag = started.saturating_duration_since(scheduled);
+        ctx.metrics.probe_lag.observe(lag.as_secs_f64());
+        if lag > late_after {
+            ctx.metrics.probes_late.inc();
+            warn_late(&ctx, lag);
+        }
         let result = match tokio::time::timeout(check.timeout, prober.probe()).await {
             Ok(r) => r,
             Err(_) => Err(ProbeError(format!("timeout after {}", Dur(check.timeout)))),
@@ -338,6 +395,19 @@ async fn run_target(ctx: TaskCtx, prober: Prober) {
             // The first result matters too: readiness waits for it.
             ctx.changed.notify_one();
         }
+    }
+}
+
+/// Logs that probes are behind schedule, at most once every 30 s for the whole engine.
+fn warn_late(ctx: &TaskCtx, lag: Duration) {
+    let mut last = ctx.late_warned.lock().unwrap_or_else(|p| p.into_inner());
+    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+        *last = Some(Instant::now());
+        warn!(
+            "probes are falling behind their schedule: target {} started {}ms late (see gslb_probes_late_total)",
+            ctx.label,
+            lag.as_millis()
+        );
     }
 }
 

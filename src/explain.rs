@@ -10,12 +10,15 @@ use hickory_proto::rr::{LowerName, Name};
 use serde_json::{Value, json};
 
 use crate::answer::{Decision, Pool};
+use crate::locality::{self, Capacity, Net};
 use crate::snapshot::{Node, Snapshot};
 
 pub struct Explanation {
     pub name: String,
     pub client: IpAddr,
     pub ecs: Option<(IpAddr, u8)>,
+    /// The client's region and the network that placed it, when regions exist.
+    pub placement: Option<(String, Net)>,
     pub verdict: Verdict,
 }
 
@@ -32,8 +35,22 @@ pub struct ServiceTrace {
     pub service: String,
     pub ttl: u32,
     pub answers: usize,
+    pub locality: bool,
+    pub overprovisioning: Option<f64>,
+    pub panic: bool,
+    pub ecs_scope: u8,
+    /// The client's region chain with each region's enabled and healthy weight and the
+    /// share of load it takes (IPv4 endpoints; empty without locality or region).
+    pub chain: Vec<ChainStep>,
     pub endpoints: Vec<EndpointTrace>,
     pub families: Vec<FamilyTrace>,
+}
+
+pub struct ChainStep {
+    pub region: String,
+    pub total: u64,
+    pub healthy: u64,
+    pub load: f64,
 }
 
 pub struct EndpointTrace {
@@ -49,7 +66,7 @@ pub struct EndpointTrace {
 pub struct FamilyTrace {
     pub qtype: &'static str,
     pub decision: Decision,
-    /// (gateway, weight, share of answers in 0..=1)
+    /// (gateway, weight in the draw, share of answers in 0..=1)
     pub candidates: Vec<(String, u64, f64)>,
 }
 
@@ -91,6 +108,14 @@ pub fn explain(
     let mut fqdn = parsed.to_lowercase();
     fqdn.set_fqdn(true);
     let lower = LowerName::new(&fqdn);
+    // As the DNS front does: ECS when given (a /0 carries no information), else the
+    // source address.
+    let addr = match ecs {
+        Some((_, 0)) => None,
+        Some((a, _)) => Some(a),
+        None => Some(client),
+    };
+    let placement = addr.and_then(|a| snap.zones.regions.place(a));
     let zone_name = |z: usize| snap.plan.zones[z].origin.to_string();
     let verdict = match snap.zones.nodes.get(&lower) {
         None => match snap.zones.zone_of(&lower) {
@@ -107,20 +132,32 @@ pub fn explain(
                 .flat_map(|(_, v)| v.iter().map(|r| r.to_string()))
                 .collect(),
         },
-        Some((z, Node::Service(s))) => Verdict::Service(trace_service(snap, *z, *s)),
+        Some((z, Node::Service(s))) => Verdict::Service(trace_service(
+            snap,
+            *z,
+            *s,
+            placement.map(|p| (p.region, p.net)),
+        )),
     };
     Ok(Explanation {
         name: fqdn.to_string(),
         client,
         ecs,
+        placement: placement.map(|p| (snap.plan.regions[p.region].name.clone(), p.net)),
         verdict,
     })
 }
 
-fn trace_service(snap: &Snapshot, zone: usize, s: usize) -> ServiceTrace {
+fn trace_service(
+    snap: &Snapshot,
+    zone: usize,
+    s: usize,
+    placement: Option<(usize, Net)>,
+) -> ServiceTrace {
     let plan = &snap.plan;
     let svc = &plan.services[s];
     let table = &snap.services[s];
+    let region = placement.filter(|_| svc.locality).map(|(r, _)| r);
     let endpoints = svc
         .endpoints
         .iter()
@@ -148,6 +185,46 @@ fn trace_service(snap: &Snapshot, zone: usize, s: usize) -> ServiceTrace {
             }
         })
         .collect();
+    // The chain as the snapshot weighed it: capacity per region (IPv4 endpoints).
+    let chain = match region {
+        None => Vec::new(),
+        Some(r) => {
+            let regions = plan.regions[r].chain(r);
+            let enabled =
+                |ei: usize| !table.endpoints[ei].drained() && svc.endpoints[ei].weight > 0;
+            let caps: Vec<Capacity> = regions
+                .iter()
+                .map(|&ri| {
+                    let idx: Vec<usize> = (0..svc.endpoints.len())
+                        .filter(|&ei| {
+                            let gw = &plan.gateways[svc.endpoints[ei].gateway];
+                            gw.region_index == Some(ri) && !gw.v4.is_empty() && enabled(ei)
+                        })
+                        .collect();
+                    Capacity {
+                        total: idx.iter().map(|&e| svc.endpoints[e].weight as u64).sum(),
+                        healthy: idx
+                            .iter()
+                            .filter(|&&e| table.panic || table.endpoints[e].ready())
+                            .map(|&e| svc.endpoints[e].weight as u64)
+                            .sum(),
+                    }
+                })
+                .collect();
+            let loads = locality::loads(&caps, svc.overprovisioning);
+            regions
+                .iter()
+                .zip(caps.iter().zip(loads))
+                .map(|(&ri, (c, load))| ChainStep {
+                    region: plan.regions[ri].name.clone(),
+                    total: c.total,
+                    healthy: c.healthy,
+                    load,
+                })
+                .collect()
+        }
+    };
+    let slot = table.slot(region);
     let family = |qtype: &'static str, pool: &Pool| {
         let total = pool.total_weight() as f64;
         FamilyTrace {
@@ -158,15 +235,12 @@ fn trace_service(snap: &Snapshot, zone: usize, s: usize) -> ServiceTrace {
                 .iter()
                 .map(|c| {
                     let gw = &plan.gateways[svc.endpoints[c.endpoint].gateway];
-                    (
-                        gw.name.clone(),
-                        c.weight,
-                        if total > 0.0 {
-                            c.weight as f64 / total
-                        } else {
-                            0.0
-                        },
-                    )
+                    let share = if total > 0.0 {
+                        c.weight as f64 / total
+                    } else {
+                        0.0
+                    };
+                    (gw.name.clone(), c.weight, share)
                 })
                 .collect(),
         }
@@ -176,8 +250,16 @@ fn trace_service(snap: &Snapshot, zone: usize, s: usize) -> ServiceTrace {
         service: svc.name.to_string(),
         ttl: svc.ttl,
         answers: svc.answers,
+        locality: svc.locality,
+        overprovisioning: svc.overprovisioning,
+        panic: table.panic,
+        ecs_scope: match (svc.locality, placement) {
+            (true, Some((_, net))) => net.prefix,
+            _ => 0,
+        },
+        chain,
         endpoints,
-        families: vec![family("A", &table.v4), family("AAAA", &table.v6)],
+        families: vec![family("A", &slot.v4), family("AAAA", &slot.v6)],
     }
 }
 
@@ -185,22 +267,37 @@ fn decision_text(d: Decision) -> &'static str {
     match d {
         Decision::Healthy => "healthy endpoints, by weight",
         Decision::FailOpen => "FAIL-OPEN: nothing healthy, answering as if all were",
+        Decision::Panic => {
+            "PANIC: healthy share below the panic threshold, answering as if all were healthy"
+        }
         Decision::FailClosed => "FAIL-CLOSED: nothing healthy, answering NODATA",
         Decision::NoAddresses => "no endpoint has an address of this family: NODATA",
     }
 }
 
 impl Explanation {
-    /// Where the client was placed. No regions are configured yet, so no answer
-    /// depends on the client, and the ECS scope would be 0.
+    /// Where the client was placed, and what that means for this name.
     fn client_text(&self) -> String {
         let by = match self.ecs {
+            Some((a, 0)) => format!("ECS {a}/0 (no client information)"),
             Some((a, p)) => format!("ECS {a}/{p}"),
             None => format!("source address {}", self.client),
         };
-        format!(
-            "{by}; no regions configured, so the answer does not depend on the client (ECS scope 0)"
-        )
+        let place = match &self.placement {
+            Some((region, net)) => format!("region {region} (matched {net})"),
+            None => "in no region".to_string(),
+        };
+        match &self.verdict {
+            Verdict::Service(t) if !t.locality => {
+                format!("{by}: {place}; this service does not use locality (ECS scope 0)")
+            }
+            Verdict::Service(t) if self.placement.is_none() => format!(
+                "{by}: {place}; all healthy endpoints by weight (ECS scope {})",
+                t.ecs_scope
+            ),
+            Verdict::Service(t) => format!("{by}: {place} (ECS scope {})", t.ecs_scope),
+            _ => format!("{by}: {place}"),
+        }
     }
 
     pub fn to_json(&self) -> Value {
@@ -221,6 +318,15 @@ impl Explanation {
                 "service": t.service,
                 "ttl": t.ttl,
                 "answers_per_response": t.answers,
+                "locality": t.locality,
+                "overprovisioning": t.overprovisioning,
+                "panic": t.panic,
+                "chain": t.chain.iter().map(|c| json!({
+                    "region": c.region,
+                    "enabled_weight": c.total,
+                    "healthy_weight": c.healthy,
+                    "load": c.load,
+                })).collect::<Vec<_>>(),
                 "endpoints": t.endpoints.iter().map(|e| json!({
                     "gateway": e.gateway,
                     "region": e.region,
@@ -244,9 +350,13 @@ impl Explanation {
             "name": self.name,
             "client": self.client.to_string(),
             "ecs": self.ecs.map(|(a, p)| format!("{a}/{p}")),
-            "client_region": Value::Null,
+            "client_region": self.placement.as_ref().map(|(r, _)| r.clone()),
+            "client_network": self.placement.as_ref().map(|(_, n)| n.to_string()),
             "client_placement": self.client_text(),
-            "ecs_scope": 0,
+            "ecs_scope": match &self.verdict {
+                Verdict::Service(t) => t.ecs_scope,
+                _ => 0,
+            },
             "verdict": verdict,
         })
     }
@@ -275,6 +385,26 @@ impl fmt::Display for Explanation {
                     "result:  service {} in zone {} (ttl {}s, {} per answer)",
                     t.service, t.zone, t.ttl, t.answers
                 )?;
+                if t.panic {
+                    writeln!(f, "PANIC: healthy weight is below the panic threshold")?;
+                }
+                if !t.chain.is_empty() {
+                    let mode = match t.overprovisioning {
+                        Some(x) => format!("spillover, overprovisioning factor {x}"),
+                        None => "all-or-nothing failover".to_string(),
+                    };
+                    writeln!(f, "region chain ({mode}):")?;
+                    for c in &t.chain {
+                        writeln!(
+                            f,
+                            "  {:<20} healthy weight {}/{}  load {:5.1}%",
+                            c.region,
+                            c.healthy,
+                            c.total,
+                            c.load * 100.0
+                        )?;
+                    }
+                }
                 writeln!(f, "endpoints:")?;
                 for e in &t.endpoints {
                     let mut line = format!(

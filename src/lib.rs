@@ -11,6 +11,7 @@ pub mod demo;
 pub mod dns;
 pub mod explain;
 pub mod health;
+pub mod locality;
 pub mod metrics;
 pub mod overrides;
 pub mod plan;

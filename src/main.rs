@@ -208,6 +208,9 @@ fn serve(plan: gslb::plan::Plan, path: Option<PathBuf>, demo: bool) -> anyhow::R
 
         let runtime = Runtime::start(plan, path, Metrics::new())?;
         let shutdown = CancellationToken::new();
+        // Before the "listening" lines: whoever reads them may signal at once, and a
+        // SIGHUP or SIGTERM without a handler installed kills the process.
+        tokio::spawn(handle_signals(runtime.clone(), shutdown.clone()));
         for addr in sockets.local_addrs() {
             // Tests and scripts read these lines to learn port-0 addresses.
             println!("gslb: listening on {addr} (udp, tcp)");
@@ -224,7 +227,6 @@ fn serve(plan: gslb::plan::Plan, path: Option<PathBuf>, demo: bool) -> anyhow::R
                 shutdown.clone(),
             ));
         }
-        tokio::spawn(handle_signals(runtime.clone(), shutdown.clone()));
 
         let handler = Arc::new(Handler::new(runtime.shared()));
         let dns = tokio::spawn(server::run(sockets, handler, limits, shutdown.clone()));
@@ -242,27 +244,34 @@ fn serve(plan: gslb::plan::Plan, path: Option<PathBuf>, demo: bool) -> anyhow::R
 }
 
 /// SIGHUP reloads; SIGTERM and SIGINT start the shutdown.
-async fn handle_signals(runtime: Arc<Runtime>, shutdown: CancellationToken) {
+/// The handlers are installed when this is called, not when the returned future first
+/// runs.
+fn handle_signals(
+    runtime: Arc<Runtime>,
+    shutdown: CancellationToken,
+) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-    loop {
-        tokio::select! {
-            _ = term.recv() => {
-                info!("SIGTERM: no longer accepting; finishing queries in flight");
-                break;
-            }
-            _ = int.recv() => {
-                info!("SIGINT: no longer accepting; finishing queries in flight");
-                break;
-            }
-            _ = hup.recv() => {
-                info!("SIGHUP: reloading");
-                // `reload` logs its outcome; a rejected file keeps the old config.
-                let _ = runtime.reload();
+    async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    info!("SIGTERM: no longer accepting; finishing queries in flight");
+                    break;
+                }
+                _ = int.recv() => {
+                    info!("SIGINT: no longer accepting; finishing queries in flight");
+                    break;
+                }
+                _ = hup.recv() => {
+                    info!("SIGHUP: reloading");
+                    // `reload` logs its outcome; a rejected file keeps the old config.
+                    let _ = runtime.reload();
+                }
             }
         }
+        shutdown.cancel();
     }
-    shutdown.cancel();
 }

@@ -75,6 +75,7 @@ pub struct Metrics {
     dns_duration: HistogramVec,
     answers: IntCounterVec,
     fail_open: IntCounterVec,
+    panic: IntCounterVec,
     pub endpoint_up: IntGaugeVec,
     pub transitions: IntCounterVec,
     pub probe_duration: HistogramVec,
@@ -126,6 +127,13 @@ impl Metrics {
             Opts::new(
                 "gslb_fail_open_answers_total",
                 "Answers given while no endpoint of the service was healthy (fail-open).",
+            ),
+            &["service"],
+        ));
+        let panic = must(IntCounterVec::new(
+            Opts::new(
+                "gslb_panic_answers_total",
+                "Answers given as if all endpoints were healthy because the healthy share fell below the panic threshold.",
             ),
             &["service"],
         ));
@@ -209,6 +217,7 @@ impl Metrics {
         reg(Box::new(dns_duration.clone()));
         reg(Box::new(answers.clone()));
         reg(Box::new(fail_open.clone()));
+        reg(Box::new(panic.clone()));
         reg(Box::new(endpoint_up.clone()));
         reg(Box::new(transitions.clone()));
         reg(Box::new(probe_duration.clone()));
@@ -228,6 +237,7 @@ impl Metrics {
             dns_duration,
             answers,
             fail_open,
+            panic,
             endpoint_up,
             transitions,
             probe_duration,
@@ -294,11 +304,17 @@ impl Metrics {
                     .with_label_values(&[s.name.to_string().as_str()])
             })
             .collect();
+        let panic = plan
+            .services
+            .iter()
+            .map(|s| self.panic.with_label_values(&[s.name.to_string().as_str()]))
+            .collect();
         PlanMetrics {
             dns,
             duration,
             answers,
             fail_open,
+            panic,
         }
     }
 }
@@ -313,6 +329,7 @@ pub struct PlanMetrics {
     /// `[service][endpoint]`.
     answers: Vec<Vec<IntCounter>>,
     fail_open: Vec<IntCounter>,
+    panic: Vec<IntCounter>,
 }
 
 impl PlanMetrics {
@@ -340,5 +357,9 @@ impl PlanMetrics {
 
     pub fn fail_open(&self, service: usize) {
         self.fail_open[service].inc();
+    }
+
+    pub fn panic(&self, service: usize) {
+        self.panic[service].inc();
     }
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use hickory_proto::rr::{Name, Record};
 
+use crate::locality::Net;
+
 pub use crate::config::schema::AllDown;
 
 #[derive(Debug)]
@@ -20,6 +22,7 @@ pub struct Plan {
     pub admin: Option<AdminSettings>,
     pub health: HealthSettings,
     pub zones: Vec<Zone>,
+    pub regions: Vec<Region>,
     pub gateways: Vec<Gateway>,
     pub checks: Vec<Check>,
     pub services: Vec<Service>,
@@ -67,11 +70,31 @@ pub struct Zone {
 }
 
 #[derive(Debug)]
+pub struct Region {
+    pub name: String,
+    pub networks: Vec<Net>,
+    /// Indices of the regions to fail over to, in order.
+    pub fallback: Vec<usize>,
+}
+
+impl Region {
+    /// This region followed by its fallbacks.
+    pub fn chain(&self, me: usize) -> Vec<usize> {
+        std::iter::once(me)
+            .chain(self.fallback.iter().copied())
+            .collect()
+    }
+}
+
+#[derive(Debug)]
 pub struct Gateway {
     pub name: String,
     pub v4: Vec<Ipv4Addr>,
     pub v6: Vec<Ipv6Addr>,
+    /// The region label as written.
     pub region: Option<String>,
+    /// Index into `Plan::regions` when regions are configured.
+    pub region_index: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -158,6 +181,12 @@ pub struct Service {
     pub ttl: u32,
     pub answers: usize,
     pub all_down: AllDown,
+    /// Answers depend on the client's region.
+    pub locality: bool,
+    /// Overprovisioning factor for gradual spillover; `None` = all-or-nothing failover.
+    pub overprovisioning: Option<f64>,
+    /// Healthy-weight share below which the service answers as if all were healthy.
+    pub panic_threshold: Option<f64>,
     pub endpoints: Vec<Endpoint>,
 }
 

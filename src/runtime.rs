@@ -238,8 +238,10 @@ impl Runtime {
                     .map(|(ei, e)| {
                         let gw = &plan.gateways[e.gateway];
                         let view = table.endpoints[ei];
-                        let in_answers = table.v4.candidates.iter().chain(table.v6.candidates.iter())
-                            .any(|c| c.endpoint == ei);
+                        let in_answers = table.slots.iter().any(|slot| {
+                            slot.v4.candidates.iter().chain(slot.v6.candidates.iter())
+                                .any(|c| c.endpoint == ei)
+                        });
                         let probe = e.target.map(|t| {
                             let target = &plan.targets[t];
                             // Snapshot and inner agree on the plan unless a reload is
@@ -279,8 +281,11 @@ impl Runtime {
                     "name": svc.name.to_string(),
                     "ttl": svc.ttl,
                     "answers": svc.answers,
-                    "decision_v4": format!("{:?}", table.v4.decision),
-                    "decision_v6": format!("{:?}", table.v6.decision),
+                    // For a client in no region (all clients without locality).
+                    "decision_v4": format!("{:?}", table.slot(None).v4.decision),
+                    "decision_v6": format!("{:?}", table.slot(None).v6.decision),
+                    "locality": svc.locality,
+                    "panic": table.panic,
                     "endpoints": endpoints,
                 })
             })

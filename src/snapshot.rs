@@ -13,6 +13,7 @@ use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 
 use crate::answer::{Candidate, Decision, Pool};
+use crate::locality::{self, Capacity, RegionIndex};
 use crate::metrics::PlanMetrics;
 use crate::overrides::{AdminState, Overrides};
 use crate::plan::{AllDown, Plan, Service};
@@ -38,6 +39,8 @@ pub struct Zones {
     /// Per zone: its SOA with the negative TTL, for the authority section of NXDOMAIN
     /// and NODATA answers (RFC 2308 §3).
     pub negative_soa: Vec<Record>,
+    /// Client networks → region, longest prefix first.
+    pub regions: RegionIndex,
 }
 
 impl Zones {
@@ -86,10 +89,17 @@ impl Zones {
                 soa
             })
             .collect();
+        let regions = RegionIndex::new(
+            plan.regions
+                .iter()
+                .enumerate()
+                .flat_map(|(i, r)| r.networks.iter().map(move |n| (i, *n))),
+        );
         Zones {
             nodes,
             origins,
             negative_soa,
+            regions,
         }
     }
 
@@ -111,10 +121,28 @@ impl Zones {
 /// Per-service answer tables for the current health state.
 #[derive(Debug)]
 pub struct ServiceTable {
-    pub v4: Pool,
-    pub v6: Pool,
+    /// One slot per client region (`Plan::regions` order) and a last one for clients in
+    /// no region; a single slot when the service does not use locality.
+    pub slots: Vec<Slot>,
     /// Per endpoint: how the snapshot saw it.
     pub endpoints: Vec<EndpointView>,
+    /// Healthy weight is below the panic threshold: answering as if all were healthy.
+    pub panic: bool,
+}
+
+impl ServiceTable {
+    /// The slot for a client placed in `region` (`None`: in no region).
+    pub fn slot(&self, region: Option<usize>) -> &Slot {
+        let last = self.slots.len() - 1;
+        &self.slots[region.map_or(last, |r| r.min(last))]
+    }
+}
+
+/// The answer pools for one kind of client.
+#[derive(Debug)]
+pub struct Slot {
+    pub v4: Pool,
+    pub v6: Pool,
 }
 
 /// One endpoint as the answer tables saw it.
@@ -173,11 +201,7 @@ impl Snapshot {
                         admin: overrides.effective(&service_name, &plan.gateways[e.gateway].name),
                     })
                     .collect();
-                ServiceTable {
-                    v4: build_pool(&plan, svc, &endpoints, Family::V4),
-                    v6: build_pool(&plan, svc, &endpoints, Family::V6),
-                    endpoints,
-                }
+                build_table(&plan, svc, endpoints)
             })
             .collect();
         Snapshot {
@@ -195,9 +219,63 @@ enum Family {
     V6,
 }
 
-fn build_pool(plan: &Plan, svc: &Service, views: &[EndpointView], fam: Family) -> Pool {
-    let records_of = |e: usize| -> Vec<Record> {
-        let gw = &plan.gateways[svc.endpoints[e].gateway];
+/// Scale for turning fractional (spillover) weights into integers for the draw.
+const WEIGHT_SCALE: f64 = 1_000_000.0;
+
+fn build_table(plan: &Plan, svc: &Service, endpoints: Vec<EndpointView>) -> ServiceTable {
+    // Panic: too little of the enabled weight is healthy; answer as if all were.
+    let enabled = |e: usize| !endpoints[e].drained() && svc.endpoints[e].weight > 0;
+    let total: u64 = (0..svc.endpoints.len())
+        .filter(|&e| enabled(e))
+        .map(|e| svc.endpoints[e].weight as u64)
+        .sum();
+    let healthy: u64 = (0..svc.endpoints.len())
+        .filter(|&e| enabled(e) && endpoints[e].ready())
+        .map(|e| svc.endpoints[e].weight as u64)
+        .sum();
+    let panic = svc
+        .panic_threshold
+        .is_some_and(|p| total > 0 && (healthy as f64) < p * total as f64);
+
+    let ctx = TableCtx {
+        plan,
+        svc,
+        views: &endpoints,
+        panic,
+    };
+    let slots = if svc.locality {
+        (0..plan.regions.len())
+            .map(Some)
+            .chain(std::iter::once(None))
+            .map(|r| Slot {
+                v4: ctx.pool(Family::V4, r),
+                v6: ctx.pool(Family::V6, r),
+            })
+            .collect()
+    } else {
+        vec![Slot {
+            v4: ctx.pool(Family::V4, None),
+            v6: ctx.pool(Family::V6, None),
+        }]
+    };
+    ServiceTable {
+        slots,
+        endpoints,
+        panic,
+    }
+}
+
+struct TableCtx<'a> {
+    plan: &'a Plan,
+    svc: &'a Service,
+    views: &'a [EndpointView],
+    panic: bool,
+}
+
+impl TableCtx<'_> {
+    fn records(&self, e: usize, fam: Family) -> Vec<Record> {
+        let svc = self.svc;
+        let gw = &self.plan.gateways[svc.endpoints[e].gateway];
         match fam {
             Family::V4 => gw
                 .v4
@@ -210,55 +288,127 @@ fn build_pool(plan: &Plan, svc: &Service, views: &[EndpointView], fam: Family) -
                 .map(|&ip| Record::from_rdata(svc.name.clone(), svc.ttl, RData::AAAA(AAAA(ip))))
                 .collect(),
         }
-    };
-    // Endpoints that have an address of this family at all.
-    let present: Vec<usize> = (0..svc.endpoints.len())
-        .filter(|&e| {
-            let gw = &plan.gateways[svc.endpoints[e].gateway];
-            match fam {
-                Family::V4 => !gw.v4.is_empty(),
-                Family::V6 => !gw.v6.is_empty(),
-            }
-        })
-        .collect();
-    if present.is_empty() {
-        return Pool::new(Decision::NoAddresses, Vec::new());
     }
-    let make = |e: usize, weight: u64| Candidate {
-        endpoint: e,
-        weight,
-        records: records_of(e),
-    };
 
-    let live: Vec<Candidate> = present
-        .iter()
-        .copied()
-        .filter(|&e| views[e].ready() && svc.endpoints[e].weight > 0)
-        .map(|e| make(e, svc.endpoints[e].weight as u64))
-        .collect();
-    if !live.is_empty() {
-        return Pool::new(Decision::Healthy, live);
-    }
-    match svc.all_down {
-        AllDown::FailClosed => Pool::new(Decision::FailClosed, Vec::new()),
-        AllDown::FailOpen => {
-            // Answer as if every endpoint were healthy; drained ones stay out (a drain
-            // is the operator saying "not this one", whatever happens). When every
-            // weight is zero, give each the same share (Route 53 does the same).
-            let open: Vec<usize> = present
-                .iter()
-                .copied()
-                .filter(|&e| !views[e].drained())
-                .collect();
-            let any_weight = open.iter().any(|&e| svc.endpoints[e].weight > 0);
-            let cands = open
-                .iter()
-                .copied()
-                .filter(|&e| !any_weight || svc.endpoints[e].weight > 0)
-                .map(|e| make(e, (svc.endpoints[e].weight as u64).max(1)))
-                .collect();
-            Pool::new(Decision::FailOpen, cands)
+    fn has_family(&self, e: usize, fam: Family) -> bool {
+        let gw = &self.plan.gateways[self.svc.endpoints[e].gateway];
+        match fam {
+            Family::V4 => !gw.v4.is_empty(),
+            Family::V6 => !gw.v6.is_empty(),
         }
+    }
+
+    fn weight(&self, e: usize) -> u64 {
+        self.svc.endpoints[e].weight as u64
+    }
+
+    /// Enabled: weight > 0 and not drained. Ready: enabled and healthy (or panic).
+    fn enabled(&self, e: usize) -> bool {
+        !self.views[e].drained() && self.weight(e) > 0
+    }
+
+    fn ready(&self, e: usize, all_healthy: bool) -> bool {
+        self.enabled(e) && (all_healthy || self.views[e].ready())
+    }
+
+    /// The pool for clients in `region` (`None`: no region, or no locality).
+    fn pool(&self, fam: Family, region: Option<usize>) -> Pool {
+        let present: Vec<usize> = (0..self.svc.endpoints.len())
+            .filter(|&e| self.has_family(e, fam))
+            .collect();
+        if present.is_empty() {
+            return Pool::new(Decision::NoAddresses, Vec::new());
+        }
+        let (decision, as_if_healthy) = if self.panic {
+            (Decision::Panic, true)
+        } else {
+            (Decision::Healthy, false)
+        };
+        if let Some(c) = self.candidates(&present, fam, region, as_if_healthy)
+            && !c.is_empty()
+        {
+            return Pool::new(decision, c);
+        }
+        match self.svc.all_down {
+            AllDown::FailClosed => Pool::new(Decision::FailClosed, Vec::new()),
+            AllDown::FailOpen => {
+                // As if every endpoint were healthy (drained ones stay out: a drain is
+                // the operator saying "not this one"). When every weight is zero, each
+                // gets the same share, as Route 53 does.
+                let c = self
+                    .candidates(&present, fam, region, true)
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or_else(|| {
+                        present
+                            .iter()
+                            .filter(|&&e| !self.views[e].drained())
+                            .map(|&e| self.candidate(e, fam, 1))
+                            .collect()
+                    });
+                Pool::new(Decision::FailOpen, c)
+            }
+        }
+    }
+
+    fn candidate(&self, e: usize, fam: Family, weight: u64) -> Candidate {
+        Candidate {
+            endpoint: e,
+            weight,
+            records: self.records(e, fam),
+        }
+    }
+
+    /// Candidates by locality; `None` when nothing in reach is ready.
+    fn candidates(
+        &self,
+        present: &[usize],
+        fam: Family,
+        region: Option<usize>,
+        all_healthy: bool,
+    ) -> Option<Vec<Candidate>> {
+        let Some(r) = region else {
+            // Unknown client, or no locality: every ready endpoint, by weight.
+            let c: Vec<Candidate> = present
+                .iter()
+                .filter(|&&e| self.ready(e, all_healthy))
+                .map(|&e| self.candidate(e, fam, self.weight(e)))
+                .collect();
+            return (!c.is_empty()).then_some(c);
+        };
+        let chain = self.plan.regions[r].chain(r);
+        let in_region = |e: usize, ri: usize| {
+            self.plan.gateways[self.svc.endpoints[e].gateway].region_index == Some(ri)
+        };
+        let caps: Vec<Capacity> = chain
+            .iter()
+            .map(|&ri| Capacity {
+                total: present
+                    .iter()
+                    .filter(|&&e| in_region(e, ri) && self.enabled(e))
+                    .map(|&e| self.weight(e))
+                    .sum(),
+                healthy: present
+                    .iter()
+                    .filter(|&&e| in_region(e, ri) && self.ready(e, all_healthy))
+                    .map(|&e| self.weight(e))
+                    .sum(),
+            })
+            .collect();
+        let loads = locality::loads(&caps, self.svc.overprovisioning);
+        let mut out = Vec::new();
+        for (k, &ri) in chain.iter().enumerate() {
+            if loads[k] <= 0.0 || caps[k].healthy == 0 {
+                continue;
+            }
+            for &e in present {
+                if in_region(e, ri) && self.ready(e, all_healthy) {
+                    let share = loads[k] * self.weight(e) as f64 / caps[k].healthy as f64;
+                    let w = (share * WEIGHT_SCALE).round().max(1.0) as u64;
+                    out.push(self.candidate(e, fam, w));
+                }
+            }
+        }
+        (!out.is_empty()).then_some(out)
     }
 }
 

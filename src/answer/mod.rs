@@ -16,6 +16,8 @@ pub enum Decision {
     Healthy,
     /// Nothing healthy: every enabled endpoint, as if healthy.
     FailOpen,
+    /// Healthy weight below the service's panic threshold: as if all were healthy.
+    Panic,
     /// Nothing healthy and the service fails closed: NODATA.
     FailClosed,
     /// The service has no address of this family at all: NODATA.

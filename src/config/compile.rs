@@ -13,8 +13,9 @@ use toml::Spanned;
 
 use super::schema::{self, CheckDef, StatusSpec, ZoneDef};
 use super::{ConfigError, Locator};
+use crate::locality::Net;
 use crate::plan::{
-    AdminSettings, Check, CheckKind, Endpoint, Gateway, HealthSettings, HttpCheck, Plan,
+    AdminSettings, Check, CheckKind, Endpoint, Gateway, HealthSettings, HttpCheck, Plan, Region,
     ServerSettings, Service, Target, TlsSettings, Zone,
 };
 
@@ -42,6 +43,13 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
         }
         zones.push(zone);
     }
+
+    let regions = compile_regions(loc, &file.regions)?;
+    let region_index: HashMap<&str, usize> = regions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.name.as_str(), i))
+        .collect();
 
     let mut gateways = Vec::with_capacity(file.gateways.len());
     let mut gateway_index: HashMap<String, usize> = HashMap::new();
@@ -73,11 +81,20 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
             ),
         };
         probes.push(probe);
+        let region_idx = match &g.region {
+            Some(r) if !regions.is_empty() => {
+                Some(*region_index.get(r.get_ref().as_str()).ok_or_else(|| {
+                    loc.error(r.span(), format!("unknown region {:?}", r.get_ref()))
+                })?)
+            }
+            _ => None,
+        };
         gateways.push(Gateway {
             name,
             v4,
             v6,
-            region: g.region.clone(),
+            region: g.region.as_ref().map(|r| r.get_ref().clone()),
+            region_index: region_idx,
         });
     }
 
@@ -219,10 +236,42 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
                 target,
             });
         }
+        let locality = s
+            .locality
+            .as_ref()
+            .map_or(!regions.is_empty(), |l| *l.get_ref());
+        if let Some(l) = &s.locality
+            && *l.get_ref()
+            && regions.is_empty()
+        {
+            return Err(loc.error(l.span(), "locality needs [[region]] tables"));
+        }
+        let overprovisioning = match &s.overprovisioning {
+            Some(f) if !(1.0..=100.0).contains(f.get_ref()) => {
+                return Err(loc.error(f.span(), "overprovisioning must be between 1.0 and 100"));
+            }
+            Some(f) => Some(*f.get_ref()),
+            None => s.spillover.then_some(1.4),
+        };
+        if overprovisioning.is_some() && !locality {
+            return Err(loc.error(
+                s.name.span(),
+                "spillover and overprovisioning need locality (regions)",
+            ));
+        }
+        let panic_threshold = match &s.panic_threshold {
+            Some(p) if !(0.0..1.0).contains(p.get_ref()) => {
+                return Err(loc.error(p.span(), "panic_threshold must be in [0, 1)"));
+            }
+            p => p.as_ref().map(|p| *p.get_ref()),
+        };
         services.push(Service {
             name,
             host,
             zone,
+            locality,
+            overprovisioning,
+            panic_threshold,
             ttl: ttl_secs(s.ttl.0),
             answers: *s.answers.get_ref() as usize,
             all_down: s.all_down,
@@ -238,11 +287,58 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
             max_concurrent_probes: *file.health.max_concurrent_probes.get_ref(),
         },
         zones,
+        regions,
         gateways,
         checks,
         services,
         targets,
     })
+}
+
+fn compile_regions(loc: &Locator<'_>, defs: &[schema::RegionDef]) -> Result<Vec<Region>> {
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (i, r) in defs.iter().enumerate() {
+        let name = nonempty(loc, &r.name, "region name")?;
+        if names.insert(name.clone(), i).is_some() {
+            return Err(loc.error(r.name.span(), format!("duplicate region name {name:?}")));
+        }
+    }
+    let mut seen: HashMap<(std::net::IpAddr, u8), String> = HashMap::new();
+    let mut out = Vec::with_capacity(defs.len());
+    for (i, r) in defs.iter().enumerate() {
+        let name = r.name.get_ref().trim().to_string();
+        let mut networks = Vec::new();
+        for n in &r.networks {
+            let net = Net::parse(n.get_ref())
+                .map_err(|e| loc.error(n.span(), format!("invalid network: {e}")))?;
+            if let Some(other) = seen.insert((net.addr, net.prefix), name.clone()) {
+                return Err(loc.error(
+                    n.span(),
+                    format!("network {net} is already in region {other:?}"),
+                ));
+            }
+            networks.push(net);
+        }
+        let mut fallback = Vec::new();
+        for f in &r.fallback {
+            let j = *names
+                .get(f.get_ref().trim())
+                .ok_or_else(|| loc.error(f.span(), format!("unknown region {:?}", f.get_ref())))?;
+            if j == i || fallback.contains(&j) {
+                return Err(loc.error(
+                    f.span(),
+                    format!("region {:?} repeats in the chain", f.get_ref()),
+                ));
+            }
+            fallback.push(j);
+        }
+        out.push(Region {
+            name,
+            networks,
+            fallback,
+        });
+    }
+    Ok(out)
 }
 
 fn compile_server(loc: &Locator<'_>, s: &schema::ServerDef) -> Result<ServerSettings> {

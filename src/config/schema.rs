@@ -20,6 +20,8 @@ pub struct File {
     pub health: HealthDef,
     #[serde(default, rename = "zone")]
     pub zones: Vec<ZoneDef>,
+    #[serde(default, rename = "region")]
+    pub regions: Vec<RegionDef>,
     #[serde(default, rename = "gateway")]
     pub gateways: Vec<GatewayDef>,
     #[serde(default, rename = "check")]
@@ -215,13 +217,25 @@ pub struct RecordDef {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RegionDef {
+    pub name: Spanned<String>,
+    /// Client networks (IPv4 and IPv6 CIDRs); the longest prefix across all regions wins.
+    #[serde(default)]
+    pub networks: Vec<Spanned<String>>,
+    /// Regions to fail over to, in order, when this one has nothing healthy.
+    #[serde(default)]
+    pub fallback: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GatewayDef {
     pub name: Spanned<String>,
     /// Addresses handed out in answers: IPv4 for A, IPv6 for AAAA.
     pub addresses: Vec<Spanned<String>>,
-    /// A label for the gateway's region (reported; locality uses it).
+    /// The gateway's region: must name a `[[region]]` when regions are configured.
     #[serde(default)]
-    pub region: Option<String>,
+    pub region: Option<Spanned<String>>,
     /// Where to probe when that differs from the answer address (NAT, internal VIP):
     /// `"10.0.0.5"`, `"10.0.0.5:8443"`, `"[fd00::5]:8443"`.
     pub probe: Option<Spanned<String>>,
@@ -340,6 +354,16 @@ pub struct ServiceDef {
     pub answers: Spanned<u8>,
     #[serde(default)]
     pub all_down: AllDown,
+    /// Prefer endpoints in the client's region. Default: on when regions are configured.
+    pub locality: Option<Spanned<bool>>,
+    /// Gradual spillover to the next region (overprovisioning factor 1.4).
+    #[serde(default)]
+    pub spillover: bool,
+    /// The overprovisioning factor; setting it turns spillover on.
+    pub overprovisioning: Option<Spanned<f64>>,
+    /// When the healthy share of all endpoints' weight falls below this (0..1), answer
+    /// as if all were healthy. Off by default.
+    pub panic_threshold: Option<Spanned<f64>>,
     pub endpoints: Spanned<Vec<EndpointDef>>,
 }
 

@@ -1,18 +1,20 @@
 //! Authoritative semantics: from a parsed request and the current snapshot to response
-//! bytes. Synchronous and allocation-light; the socket loops in `server.rs` call it
-//! directly, and `adapter.rs` wraps it as a hickory `RequestHandler`.
+//! bytes. Synchronous and allocation-light: the socket loops in `server.rs` call it
+//! directly for every query.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
-use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
+use hickory_proto::ProtoError;
+use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
-use hickory_proto::serialize::binary::BinEncoder;
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
-use hickory_server::zone_handler::MessageResponseBuilder;
 
 use crate::answer::{Decision, Rng};
+use crate::locality::Net;
 use crate::snapshot::{Node, Shared, Snapshot};
 
 /// What happened to one request, for metrics and logs.
@@ -22,20 +24,14 @@ pub struct Outcome {
     pub qtype: Option<RecordType>,
     pub zone: Option<usize>,
     pub truncated: bool,
-    /// Set when a service answer was decided by fail-open.
-    pub fail_open: bool,
+    /// How a service answer's candidates were decided, if a service answered.
+    pub decision: Option<Decision>,
+    /// ECS SCOPE PREFIX-LENGTH of the reply (RFC 7871 §7.2.1).
+    pub ecs_scope: u8,
 }
 
 pub struct Handler {
     state: Shared,
-}
-
-/// Sections of a response under construction; records borrow from the snapshot.
-#[derive(Default)]
-struct Sections<'a> {
-    answers: Vec<&'a Record>,
-    authorities: Vec<&'a Record>,
-    additionals: Vec<&'a Record>,
 }
 
 impl Handler {
@@ -56,24 +52,31 @@ impl Handler {
             return None; // never answer responses: that way lies reflection loops
         }
         let mut md = Metadata::response_from_request(meta);
-        let mut outcome = Outcome {
-            rcode: ResponseCode::NoError,
-            qtype: None,
-            zone: None,
-            truncated: false,
-            fail_open: false,
-        };
-
         let snap = self.state.load();
-        // Our own EDNS payload size, advertised and used as the ceiling for UDP.
-        let max_udp_payload = snap.plan.server.max_udp_payload;
-        let resp_edns = req.edns.as_ref().map(|e| response_edns(e, max_udp_payload));
-        let mut sec = Sections::default();
+        let ecs = match req.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet)) {
+            Some(EdnsOption::Subnet(c)) => Some(*c),
+            _ => None,
+        };
+        // The address that places the client: ECS when given (RFC 7871 §7.1.1), else
+        // the resolver's own. A SOURCE PREFIX-LENGTH of 0 says "no client information".
+        let client = match ecs {
+            Some(c) if c.source_prefix() == 0 => None,
+            Some(c) => Some(c.addr()),
+            None => Some(req.src().ip()),
+        };
+        let mut ans = Answer::new(&snap, client);
 
         md.response_code = 'decide: {
             if req.edns.as_ref().is_some_and(|e| e.version() > 0) {
                 // RFC 6891 §6.1.3: unsupported EDNS version.
                 break 'decide ResponseCode::BADVERS;
+            }
+            if let Some(c) = ecs
+                && Net::new(c.addr(), c.source_prefix()).is_err()
+            {
+                // RFC 7871 §7.1.1: address bits beyond SOURCE PREFIX-LENGTH must be
+                // zero, "otherwise [the server] SHOULD return FORMERR".
+                break 'decide ResponseCode::FormErr;
             }
             if meta.op_code != OpCode::Query {
                 break 'decide ResponseCode::NotImp;
@@ -83,16 +86,16 @@ impl Handler {
                 break 'decide ResponseCode::FormErr;
             }
             let q = &queries[0];
-            outcome.qtype = Some(q.query_type());
+            ans.outcome.qtype = Some(q.query_type());
             if q.query_class() != DNSClass::IN {
                 break 'decide ResponseCode::Refused;
             }
             if matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR) {
                 // Zone transfers are not offered: the answers are dynamic anyway.
-                outcome.zone = snap.zones.zone_of(q.name());
+                ans.outcome.zone = snap.zones.zone_of(q.name());
                 break 'decide ResponseCode::Refused;
             }
-            match lookup(&snap, q.name(), q.query_type(), &mut sec, &mut outcome) {
+            match ans.lookup(q.name(), q.query_type()) {
                 Some(rcode) => {
                     md.authoritative = true;
                     rcode
@@ -100,8 +103,14 @@ impl Handler {
                 None => ResponseCode::Refused,
             }
         };
-        outcome.rcode = md.response_code;
+        ans.outcome.rcode = md.response_code;
 
+        // Our own EDNS payload size, advertised and used as the ceiling for UDP.
+        let max_udp_payload = snap.plan.server.max_udp_payload;
+        let resp_edns = req
+            .edns
+            .as_ref()
+            .map(|_| response_edns(max_udp_payload, ecs, ans.outcome.ecs_scope));
         let limit = match protocol {
             Protocol::Udp => {
                 let client = req.edns.as_ref().map_or(512, |e| e.max_payload().max(512));
@@ -109,15 +118,15 @@ impl Handler {
             }
             _ => u16::MAX,
         };
-        outcome.truncated = encode(req, md, resp_edns.as_ref(), &sec, limit, out);
+        ans.outcome.truncated = encode(req, md, resp_edns.as_ref(), &ans, limit, out);
         snap.metrics.request(
-            outcome.zone,
+            ans.outcome.zone,
             proto_index(protocol),
-            outcome.qtype,
-            outcome.rcode,
+            ans.outcome.qtype,
+            ans.outcome.rcode,
             started.elapsed().as_secs_f64(),
         );
-        Some(outcome)
+        Some(ans.outcome)
     }
 
     /// Counts a message that did not parse (answered with FORMERR or dropped).
@@ -132,20 +141,20 @@ impl Handler {
     }
 }
 
-/// Our OPT record: our payload size, version 0, and the client's ECS echoed.
-fn response_edns(req: &Edns, max_udp_payload: u16) -> Edns {
+/// Our OPT record: our payload size, version 0, and the client's ECS echoed with the
+/// scope the answer depended on.
+fn response_edns(max_udp_payload: u16, ecs: Option<ClientSubnet>, scope: u8) -> Edns {
     let mut e = Edns::new();
     e.set_max_payload(max_udp_payload);
     e.set_version(0);
     e.set_dnssec_ok(false);
-    if let Some(EdnsOption::Subnet(ecs)) = req.option(EdnsCode::Subnet) {
-        // RFC 7871 §7.2.1: echo FAMILY, SOURCE PREFIX-LENGTH and ADDRESS. No answer
-        // here depends on the client yet, so SCOPE PREFIX-LENGTH is 0 (§7.2.1: "the
-        // answer is suitable for all addresses").
+    if let Some(c) = ecs {
+        // RFC 7871 §7.2.1: echo FAMILY, SOURCE PREFIX-LENGTH and ADDRESS; SCOPE is the
+        // prefix length the answer is valid for (0: valid for every client).
         e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
-            ecs.addr(),
-            ecs.source_prefix(),
-            0,
+            c.addr(),
+            c.source_prefix(),
+            scope,
         )));
     }
     e
@@ -158,104 +167,143 @@ fn proto_index(p: Protocol) -> usize {
     }
 }
 
-/// Fills `sec` for `name`/`qtype`. Returns the rcode, or `None` when the name is outside
-/// all our zones (REFUSED, not authoritative).
-fn lookup<'a>(
+/// A response under construction; records borrow from the snapshot.
+struct Answer<'a> {
     snap: &'a Snapshot,
-    name: &LowerName,
-    qtype: RecordType,
-    sec: &mut Sections<'a>,
-    outcome: &mut Outcome,
-) -> Option<ResponseCode> {
-    let Some((zone, node)) = snap.zones.nodes.get(name) else {
-        let zone = snap.zones.zone_of(name)?;
-        outcome.zone = Some(zone);
-        sec.authorities.push(&snap.zones.negative_soa[zone]);
-        return Some(ResponseCode::NXDomain);
-    };
-    outcome.zone = Some(*zone);
-    let found = match node {
-        Node::Service(s) => service_answer(snap, *s, qtype, sec, outcome),
-        Node::Static(by_type) => static_answer(snap, *zone, by_type, qtype, sec, outcome),
-        Node::EmptyNonTerminal => false,
-    };
-    if !found {
-        // NODATA: NOERROR, empty answer, SOA in authority (RFC 2308 §2.2).
-        sec.authorities.push(&snap.zones.negative_soa[*zone]);
+    client: Option<IpAddr>,
+    answers: Vec<&'a Record>,
+    authorities: Vec<&'a Record>,
+    additionals: Vec<&'a Record>,
+    outcome: Outcome,
+}
+
+impl<'a> Answer<'a> {
+    fn new(snap: &'a Snapshot, client: Option<IpAddr>) -> Self {
+        Answer {
+            snap,
+            client,
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            additionals: Vec::new(),
+            outcome: Outcome {
+                rcode: ResponseCode::NoError,
+                qtype: None,
+                zone: None,
+                truncated: false,
+                decision: None,
+                ecs_scope: 0,
+            },
+        }
     }
-    Some(ResponseCode::NoError)
-}
 
-fn service_answer<'a>(
-    snap: &'a Snapshot,
-    s: usize,
-    qtype: RecordType,
-    sec: &mut Sections<'a>,
-    outcome: &mut Outcome,
-) -> bool {
-    let table = &snap.services[s];
-    let pool = match qtype {
-        RecordType::A | RecordType::ANY => &table.v4,
-        RecordType::AAAA => &table.v6,
-        _ => return false,
-    };
-    outcome.fail_open = pool.decision == Decision::FailOpen;
-    let n = snap.plan.services[s].answers;
-    let before = sec.answers.len();
-    Rng::with_thread(|rng| {
-        pool.draw(n, rng, |i| {
-            sec.answers.extend(pool.candidates[i].records.iter())
+    /// Fills the sections for `name`/`qtype`. Returns the rcode, or `None` when the
+    /// name is outside all our zones (REFUSED, not authoritative).
+    fn lookup(&mut self, name: &LowerName, qtype: RecordType) -> Option<ResponseCode> {
+        let snap = self.snap;
+        let Some((zone, node)) = snap.zones.nodes.get(name) else {
+            let zone = snap.zones.zone_of(name)?;
+            self.outcome.zone = Some(zone);
+            self.authorities.push(&snap.zones.negative_soa[zone]);
+            return Some(ResponseCode::NXDomain);
+        };
+        self.outcome.zone = Some(*zone);
+        let found = match node {
+            Node::Service(s) => self.service(*s, qtype),
+            Node::Static(by_type) => self.static_data(*zone, by_type, qtype),
+            Node::EmptyNonTerminal => false,
+        };
+        if !found {
+            // NODATA: NOERROR, empty answer, SOA in authority (RFC 2308 §2.2).
+            self.authorities.push(&snap.zones.negative_soa[*zone]);
+        }
+        Some(ResponseCode::NoError)
+    }
+
+    fn service(&mut self, s: usize, qtype: RecordType) -> bool {
+        let snap = self.snap;
+        let svc = &snap.plan.services[s];
+        let table = &snap.services[s];
+        // Place the client only when the answer depends on it.
+        let placement = if svc.locality {
+            self.client.and_then(|ip| snap.zones.regions.place(ip))
+        } else {
+            None
+        };
+        // RFC 7871 §7.2.1: SCOPE is the prefix length the answer was decided on; 0 when
+        // it did not depend on the client (no locality, or a client in no region).
+        if let Some(p) = placement {
+            self.outcome.ecs_scope = p.net.prefix;
+        }
+        let slot = table.slot(placement.map(|p| p.region));
+        let pool = match qtype {
+            RecordType::A | RecordType::ANY => &slot.v4,
+            RecordType::AAAA => &slot.v6,
+            _ => return false,
+        };
+        self.outcome.decision = Some(pool.decision);
+        match pool.decision {
+            Decision::FailOpen => snap.metrics.fail_open(s),
+            Decision::Panic => snap.metrics.panic(s),
+            _ => {}
+        }
+        let before = self.answers.len();
+        let answers = &mut self.answers;
+        Rng::with_thread(|rng| {
+            pool.draw(svc.answers, rng, |i| {
+                let c = &pool.candidates[i];
+                snap.metrics.answered(s, c.endpoint);
+                answers.extend(c.records.iter());
+            });
         });
-    });
-    sec.answers.len() > before
-}
+        self.answers.len() > before
+    }
 
-fn static_answer<'a>(
-    snap: &'a Snapshot,
-    zone: usize,
-    by_type: &'a [(RecordType, Vec<Record>)],
-    qtype: RecordType,
-    sec: &mut Sections<'a>,
-    outcome: &mut Outcome,
-) -> bool {
-    let of_type = |t: RecordType| by_type.iter().find(|(rt, _)| *rt == t).map(|(_, v)| v);
-    if qtype == RecordType::ANY {
-        // RFC 8482: a minimal answer is fine; give one RRset rather than everything.
-        if let Some((_, v)) = by_type.first() {
-            sec.answers.extend(v.iter());
+    fn static_data(
+        &mut self,
+        zone: usize,
+        by_type: &'a [(RecordType, Vec<Record>)],
+        qtype: RecordType,
+    ) -> bool {
+        let snap = self.snap;
+        let of_type = |t: RecordType| by_type.iter().find(|(rt, _)| *rt == t).map(|(_, v)| v);
+        if qtype == RecordType::ANY {
+            // RFC 8482: a minimal answer is fine; give one RRset rather than everything.
+            if let Some((_, v)) = by_type.first() {
+                self.answers.extend(v.iter());
+                return true;
+            }
+            return false;
+        }
+        if let Some(v) = of_type(qtype) {
+            self.answers.extend(v.iter());
+            if qtype == RecordType::NS {
+                self.additionals.extend(snap.plan.zones[zone].glue.iter());
+            }
             return true;
         }
-        return false;
-    }
-    if let Some(v) = of_type(qtype) {
-        sec.answers.extend(v.iter());
-        if qtype == RecordType::NS {
-            sec.additionals.extend(snap.plan.zones[zone].glue.iter());
-        }
-        return true;
-    }
-    if let Some(cname) = of_type(RecordType::CNAME).and_then(|v| v.first()) {
-        sec.answers.push(cname);
-        // Follow the alias one step when the target is ours, so a resolver gets the
-        // final address in one round trip (RFC 1034 §4.3.2 step 3a).
-        if let RData::CNAME(target) = &cname.data
-            && let Some((_, node)) = snap.zones.nodes.get(&LowerName::new(&target.0))
-        {
-            match node {
-                Node::Service(s) => {
-                    service_answer(snap, *s, qtype, sec, outcome);
-                }
-                Node::Static(t) => {
-                    if let Some((_, v)) = t.iter().find(|(rt, _)| *rt == qtype) {
-                        sec.answers.extend(v.iter());
+        if let Some(cname) = of_type(RecordType::CNAME).and_then(|v| v.first()) {
+            self.answers.push(cname);
+            // Follow the alias one step when the target is ours, so a resolver gets the
+            // final address in one round trip (RFC 1034 §4.3.2 step 3a).
+            if let RData::CNAME(target) = &cname.data
+                && let Some((_, node)) = snap.zones.nodes.get(&LowerName::new(&target.0))
+            {
+                match node {
+                    Node::Service(s) => {
+                        self.service(*s, qtype);
                     }
+                    Node::Static(t) => {
+                        if let Some((_, v)) = t.iter().find(|(rt, _)| *rt == qtype) {
+                            self.answers.extend(v.iter());
+                        }
+                    }
+                    Node::EmptyNonTerminal => {}
                 }
-                Node::EmptyNonTerminal => {}
             }
+            return true;
         }
-        return true;
+        false
     }
-    false
 }
 
 /// Encodes the response. When it does not fit in `limit`, sends the header, question and
@@ -265,46 +313,89 @@ fn encode(
     req: &Request,
     md: Metadata,
     edns: Option<&Edns>,
-    sec: &Sections<'_>,
+    ans: &Answer<'_>,
     limit: u16,
     out: &mut Vec<u8>,
 ) -> bool {
-    let emit = |out: &mut Vec<u8>, md: Metadata, full: bool| {
+    if emit(req, md, edns, ans, limit, true, out).is_ok() {
+        return false;
+    }
+    let mut md = md;
+    md.truncation = true;
+    if emit(req, md, edns, ans, limit, false, out).is_err() {
+        // Even the question does not fit (cannot happen with a 512-byte floor and a
+        // parsed name, but never send garbage): header only.
         out.clear();
-        let mut enc = BinEncoder::new(out);
-        enc.set_max_size(limit);
-        let mut builder = MessageResponseBuilder::new(&req.queries, None);
-        if let Some(e) = edns {
-            builder.edns(e);
-        }
-        let (a, n, d): (&[&Record], &[&Record], &[&Record]) = if full {
-            (&sec.answers, &sec.authorities, &sec.additionals)
-        } else {
-            (&[], &[], &[])
-        };
-        builder
-            .build(
-                md,
-                a.iter().copied(),
-                n.iter().copied(),
-                std::iter::empty(),
-                d.iter().copied(),
-            )
-            .destructive_emit(&mut enc)
+        out.extend_from_slice(&error_header(req.metadata.id, md, ResponseCode::ServFail));
+    }
+    true
+}
+
+/// Writes one message. The question is copied as it came (its letter case included:
+/// resolvers that randomise case, draft-vixie-dnsext-dns0x20, compare it), and its name
+/// is registered for compression so that answer owner names become 2-byte pointers.
+fn emit(
+    req: &Request,
+    md: Metadata,
+    edns: Option<&Edns>,
+    ans: &Answer<'_>,
+    limit: u16,
+    with_records: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), ProtoError> {
+    out.clear();
+    let mut enc = BinEncoder::new(out);
+    enc.set_max_size(limit);
+    let place = enc.place::<Header>()?;
+    let question = req.queries.as_bytes();
+    enc.emit_vec(question)?;
+    let qcount = req.queries.len();
+    if qcount == 1 && question.len() > 4 {
+        register_name(&mut enc, 12, question);
+    }
+    let (a, n, d): (&[&Record], &[&Record], &[&Record]) = if with_records {
+        (&ans.answers, &ans.authorities, &ans.additionals)
+    } else {
+        (&[], &[], &[])
     };
-    match emit(out, md, true) {
-        Ok(info) if !info.truncation => false,
-        _ => {
-            let mut md = md;
-            md.truncation = true;
-            if emit(out, md, false).is_err() {
-                // Even the question does not fit (cannot happen with a 512-byte floor and
-                // a parsed name, but never send garbage): header only.
-                out.clear();
-                out.extend_from_slice(&error_header(req.metadata.id, md, ResponseCode::ServFail));
-            }
-            true
+    for r in a.iter().chain(n).chain(d) {
+        r.emit(&mut enc)?;
+    }
+    let mut additionals = d.len();
+    if let Some(e) = edns {
+        let mut e = e.clone();
+        // The high 8 bits of an extended RCODE travel in the OPT record (RFC 6891 §6.1.3).
+        e.set_rcode_high(md.response_code.high());
+        Record::from(&e).emit(&mut enc)?;
+        additionals += 1;
+    }
+    let header = Header {
+        metadata: md,
+        counts: HeaderCounts {
+            queries: qcount as u16,
+            answers: a.len() as u16,
+            authorities: n.len() as u16,
+            additionals: additionals as u16,
+        },
+    };
+    place.replace(&mut enc, header)?;
+    Ok(())
+}
+
+/// Registers each label suffix of the question name (which starts at `start` in the
+/// message, and is `question` minus its 4 bytes of type and class) as a compression
+/// target, the way hickory's encoder does for names it writes itself.
+fn register_name(enc: &mut BinEncoder<'_>, start: usize, question: &[u8]) {
+    let name_end = question.len() - 4; // includes the root label's zero byte
+    let mut i = 0;
+    while i < name_end {
+        let len = question[i] as usize;
+        if len == 0 || len > 63 {
+            break;
         }
+        // Stored without the trailing zero, as `Name::emit` compares them.
+        enc.store_label_pointer(start + i, start + name_end - 1);
+        i += 1 + len;
     }
 }
 

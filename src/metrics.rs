@@ -140,7 +140,7 @@ impl Metrics {
         let endpoint_up = must(IntGaugeVec::new(
             Opts::new(
                 "gslb_endpoint_up",
-                "1 when the endpoint is healthy by its probes, 0 when not.",
+                "1 when the endpoint may be answered: healthy (or forced up), not forced down, not drained.",
             ),
             &["service", "endpoint", "region"],
         ));

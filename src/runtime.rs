@@ -27,6 +27,9 @@ use crate::snapshot::{Shared, Snapshot, Zones};
 pub struct Runtime {
     /// The file `reload` reads; `None` for the embedded demo config.
     config_path: Option<PathBuf>,
+    /// Where overrides are saved: fixed at startup, like the rest of `[admin]`.
+    state_file: Option<PathBuf>,
+    ready_deadline: std::time::Duration,
     pub metrics: Arc<Metrics>,
     shared: Shared,
     inner: Mutex<Inner>,
@@ -73,8 +76,15 @@ impl Runtime {
             &health,
             &overrides,
         );
+        let state_file = plan.admin.as_ref().and_then(|a| a.state_file.clone());
+        let ready_deadline = plan
+            .admin
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(30), |a| a.ready_deadline);
         let rt = Arc::new(Runtime {
             config_path,
+            state_file,
+            ready_deadline,
             metrics: metrics.clone(),
             shared: Arc::new(ArcSwap::from_pointee(first)),
             inner: Mutex::new(Inner {
@@ -202,17 +212,12 @@ impl Runtime {
 
     /// `Ok` once every probe target has a first result (or the deadline has passed).
     pub fn readiness(&self) -> Result<(), String> {
-        let inner = self.lock();
+        self.readiness_locked(&self.lock())
+    }
+
+    fn readiness_locked(&self, inner: &Inner) -> Result<(), String> {
         let pending = inner.states.iter().filter(|s| !s.probed()).count();
-        if pending == 0 {
-            return Ok(());
-        }
-        let deadline = inner
-            .plan
-            .admin
-            .as_ref()
-            .map_or(std::time::Duration::from_secs(30), |a| a.ready_deadline);
-        if self.started.elapsed() >= deadline {
+        if pending == 0 || self.started.elapsed() >= self.ready_deadline {
             return Ok(());
         }
         Err(format!(
@@ -292,14 +297,10 @@ impl Runtime {
             .collect();
         json!({
             "config": plan.source.display().to_string(),
-            "ready": self.readiness_locked(&inner),
+            "ready": self.readiness_locked(&inner).is_ok(),
             "services": services,
             "overrides": serde_json::to_value(&inner.overrides).unwrap_or(Value::Null),
         })
-    }
-
-    fn readiness_locked(&self, inner: &Inner) -> bool {
-        inner.states.iter().all(|s| s.probed())
     }
 }
 
@@ -360,7 +361,7 @@ impl Backend for Runtime {
             if !inner.overrides.set(&scope, state) {
                 return Ok(()); // nothing changed
             }
-            if let Some(path) = plan.admin.as_ref().and_then(|a| a.state_file.as_ref())
+            if let Some(path) = &self.state_file
                 && let Err(e) = inner.overrides.save(path)
             {
                 // The override applies now; say loudly that a restart would lose it.

@@ -164,11 +164,18 @@ pub fn tls_error_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a 
         if let Some(t) = err.downcast_ref::<rustls::Error>() {
             return Some(t);
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && let Some(t) = inner.downcast_ref::<rustls::Error>()
-        {
-            return Some(t);
+        // `io::Error::source` skips the error it wraps, so look inside; reqwest wraps
+        // the tokio-rustls `io::Error` in another one, hence the loop.
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            let mut inner = io.get_ref();
+            while let Some(i) = inner {
+                if let Some(t) = i.downcast_ref::<rustls::Error>() {
+                    return Some(t);
+                }
+                inner = i
+                    .downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref());
+            }
         }
         cur = err.source();
     }

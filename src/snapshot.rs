@@ -394,6 +394,13 @@ impl TableCtx<'_> {
                     .sum(),
             })
             .collect();
+        if caps.iter().all(|c| c.total == 0) {
+            // The service has nothing enabled in this client's chain (no gateway in
+            // those regions, or only unlabelled ones): locality cannot apply, so the
+            // client is served like one in no region. Otherwise it would fall through
+            // to fail-open and get every endpoint, unhealthy ones included.
+            return self.candidates(present, fam, None, all_healthy);
+        }
         let loads = locality::loads(&caps, self.svc.overprovisioning);
         let mut out = Vec::new();
         for (k, &ri) in chain.iter().enumerate() {

@@ -72,10 +72,15 @@ impl Handler {
                 break 'decide ResponseCode::BADVERS;
             }
             if let Some(c) = ecs
-                && Net::new(c.addr(), c.source_prefix()).is_err()
+                && (Net::new(c.addr(), c.source_prefix()).is_err()
+                    || ecs_address_octets(req.as_slice())
+                        != Some(usize::from(c.source_prefix().div_ceil(8))))
             {
-                // RFC 7871 §7.1.1: address bits beyond SOURCE PREFIX-LENGTH must be
-                // zero, "otherwise [the server] SHOULD return FORMERR".
+                // RFC 7871 §6, §7.1.1: address bits beyond SOURCE PREFIX-LENGTH must be
+                // zero, and ADDRESS must have exactly the octets the prefix needs;
+                // "otherwise [the server] SHOULD return FORMERR". hickory reads only
+                // those octets and drops the rest, so the rest is counted on the wire:
+                // 10.1.2.3/24 arrives as four octets and must not pass as 10.1.2.0/24.
                 break 'decide ResponseCode::FormErr;
             }
             if meta.op_code != OpCode::Query {
@@ -139,6 +144,44 @@ impl Handler {
             0.0,
         );
     }
+}
+
+/// The number of ADDRESS octets of the first ECS option as sent, from the raw message
+/// (which hickory has already parsed, so it is well-formed up to the options).
+fn ecs_address_octets(raw: &[u8]) -> Option<usize> {
+    let u16_at = |i: usize| Some(u16::from_be_bytes([*raw.get(i)?, *raw.get(i + 1)?]) as usize);
+    let skip_name = |mut i: usize| -> Option<usize> {
+        loop {
+            let len = *raw.get(i)? as usize;
+            match len {
+                0 => return Some(i + 1),
+                l if l & 0xc0 == 0xc0 => return Some(i + 2),
+                l => i += 1 + l,
+            }
+        }
+    };
+    let mut pos = 12;
+    for _ in 0..u16_at(4)? {
+        pos = skip_name(pos)? + 4;
+    }
+    let records = u16_at(6)? + u16_at(8)? + u16_at(10)?;
+    for _ in 0..records {
+        let rdata = skip_name(pos)? + 10;
+        let rdlen = u16_at(rdata - 2)?;
+        if u16_at(rdata - 10)? == 41 {
+            let mut o = rdata;
+            while o + 4 <= rdata + rdlen {
+                let olen = u16_at(o + 2)?;
+                if u16_at(o)? == 8 {
+                    return olen.checked_sub(4);
+                }
+                o += 4 + olen;
+            }
+            return None;
+        }
+        pos = rdata + rdlen;
+    }
+    None
 }
 
 /// Our OPT record: our payload size, version 0, and the client's ECS echoed with the

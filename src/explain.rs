@@ -136,7 +136,7 @@ pub fn explain(
             snap,
             *z,
             *s,
-            placement.map(|p| (p.region, p.net)),
+            placement.map(|p| (p.region, p.scope)),
         )),
     };
     Ok(Explanation {
@@ -152,7 +152,7 @@ fn trace_service(
     snap: &Snapshot,
     zone: usize,
     s: usize,
-    placement: Option<(usize, Net)>,
+    placement: Option<(usize, u8)>,
 ) -> ServiceTrace {
     let plan = &snap.plan;
     let svc = &plan.services[s];
@@ -254,7 +254,7 @@ fn trace_service(
         overprovisioning: svc.overprovisioning,
         panic: table.panic,
         ecs_scope: match (svc.locality, placement) {
-            (true, Some((_, net))) => net.prefix,
+            (true, Some((_, scope))) => scope,
             _ => 0,
         },
         chain,

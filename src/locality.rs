@@ -91,8 +91,11 @@ pub struct RegionIndex {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placement {
     pub region: usize,
-    /// The network that decided it (its prefix is the ECS scope).
+    /// The network that decided it.
     pub net: Net,
+    /// The ECS SCOPE PREFIX-LENGTH for this answer: the network's prefix, lengthened
+    /// where a more specific network of another region lies inside it.
+    pub scope: u8,
 }
 
 impl RegionIndex {
@@ -108,10 +111,37 @@ impl RegionIndex {
 
     /// The region whose network is the longest match for `ip`, if any.
     pub fn place(&self, ip: IpAddr) -> Option<Placement> {
-        self.nets
-            .iter()
-            .find(|(n, _)| n.contains(ip))
-            .map(|&(net, region)| Placement { region, net })
+        let &(net, region) = self.nets.iter().find(|(n, _)| n.contains(ip))?;
+        Some(Placement {
+            region,
+            net,
+            scope: self.scope(ip, net, region),
+        })
+    }
+
+    /// RFC 7871 §7.2.1: a resolver caches the answer for every client within SCOPE
+    /// bits of this one, so the scope must not reach into a more specific network of
+    /// another region. Say eu has 10.0.0.0/8 and us has 10.1.0.0/16: a client in
+    /// 10.2.0.0/24 is in eu, but scope 8 would let a resolver hand eu's answer to us's
+    /// clients. The scope is lengthened until the client's block stops short of every
+    /// such network: one bit past the longest prefix the client shares with it.
+    fn scope(&self, ip: IpAddr, net: Net, region: usize) -> u8 {
+        let (b, width) = bits(ip);
+        let mut scope = net.prefix;
+        for &(other, r) in &self.nets {
+            if r == region || other.prefix <= net.prefix || !net.contains(other.addr) {
+                continue;
+            }
+            let (o, _) = bits(other.addr);
+            // Leading bits the client shares with the other network (within width).
+            let common = ((b ^ o) << (128 - width as u32))
+                .leading_zeros()
+                .min(width as u32) as u8;
+            if common < other.prefix {
+                scope = scope.max(common + 1);
+            }
+        }
+        scope
     }
 }
 
@@ -192,6 +222,32 @@ mod tests {
             8
         );
         assert!(idx.place("192.0.2.1".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn scope_stops_short_of_other_regions_networks() {
+        let idx = RegionIndex::new([
+            (0, Net::parse("10.0.0.0/8").unwrap()),
+            (1, Net::parse("10.1.0.0/16").unwrap()),
+            (0, Net::parse("10.0.0.0/12").unwrap()),
+        ]);
+        let p = |ip: &str| idx.place(ip.parse().unwrap()).unwrap();
+        // 10.2 = 00001010.00000010 vs 10.1 = 00001010.00000001: 14 bits shared.
+        assert_eq!((p("10.2.0.1").region, p("10.2.0.1").scope), (0, 15));
+        // Inside eu's own /12, us's /16 is still nested in it: 10.0 vs 10.1 share 15.
+        assert_eq!((p("10.0.5.5").region, p("10.0.5.5").scope), (0, 16));
+        // 10.200: only the first 8 bits in common with 10.1.
+        assert_eq!(p("10.200.0.1").scope, 9);
+        // The us network itself has nothing of another region inside it.
+        assert_eq!((p("10.1.9.9").region, p("10.1.9.9").scope), (1, 16));
+        let v6 = RegionIndex::new([
+            (0, Net::parse("2001:db8::/32").unwrap()),
+            (1, Net::parse("2001:db8:8000::/33").unwrap()),
+        ]);
+        assert_eq!(
+            v6.place("2001:db8:1::1".parse().unwrap()).unwrap().scope,
+            33
+        );
     }
 
     #[test]

@@ -353,10 +353,12 @@ endpoints = [{{ gateway = "eu1" }}, {{ gateway = "eu2" }}, {{ gateway = "us1" }}
     assert_eq!(answer_set(&m), eu);
     assert!(m.edns.is_some() && echoed(&m).is_none(), "{m:?}");
 
-    // (b) By ECS, from a source address in no region; scope = the network's prefix.
+    // (b) By ECS, from a source address in no region. Scope = the network's prefix,
+    // lengthened past us's 10.1.0.0/16 where eu's 10/8 surrounds it: 10.2 shares 14
+    // bits with 10.1, so scope 15 keeps a resolver from caching eu's answer for us.
     for _ in 0..50 {
         expect(&g, NOWHERE_SRC, app, Some("127.0.20.0/24"), &eu, 24);
-        expect(&g, NOWHERE_SRC, app, Some("10.2.0.0/16"), &eu, 8);
+        expect(&g, NOWHERE_SRC, app, Some("10.2.0.0/16"), &eu, 15);
         expect(&g, NOWHERE_SRC, app, Some("10.1.2.0/24"), &us, 16);
         expect(&g, NOWHERE_SRC, app, Some("10.1.2.128/25"), &us, 16);
         expect(&g, NOWHERE_SRC, app, Some("203.0.113.0/24"), &ap, 24);
@@ -364,12 +366,14 @@ endpoints = [{{ gateway = "eu1" }}, {{ gateway = "eu2" }}, {{ gateway = "us1" }}
     }
     // ECS beats the source address: an eu resolver asking for a us client.
     expect(&g, EU_SRC, app, Some("10.1.2.0/24"), &us, 16);
-    expect(&g, US_SRC, app, Some("10.200.0.0/16"), &eu, 8);
+    expect(&g, US_SRC, app, Some("10.200.0.0/16"), &eu, 9); // 8 bits shared with 10.1
     // A /32 inside the /16.
     expect(&g, AP_SRC, app, Some("10.1.255.7/32"), &us, 16);
     // ECS shorter than the matching network: 10.0.0.0/7 covers 10/8 and 11/8, but its
-    // address 10.0.0.0 is still placed by longest match (the address decides).
-    expect(&g, NOWHERE_SRC, app, Some("10.0.0.0/7"), &eu, 8);
+    // address 10.0.0.0 is still placed by longest match (the address decides). The
+    // scope, 16, is longer than the source prefix: RFC 7871 §7.2.1 allows that, and it
+    // tells the resolver the answer holds for 10.0.0.0/16 only (10.1/16 is us).
+    expect(&g, NOWHERE_SRC, app, Some("10.0.0.0/7"), &eu, 16);
 
     // A client in no region gets answers from everywhere, scope 0.
     let mut seen = BTreeSet::new();
@@ -421,7 +425,7 @@ endpoints = [{{ gateway = "eu1" }}, {{ gateway = "eu2" }}, {{ gateway = "us1" }}
         wait_hits(&t[gw_index(n)], 2, &g);
     }
     expect(&g, EU_SRC, app, None, &eu, 0);
-    expect(&g, NOWHERE_SRC, app, Some("10.2.0.0/16"), &eu, 8);
+    expect(&g, NOWHERE_SRC, app, Some("10.2.0.0/16"), &eu, 15);
 
     // One eu gateway down: eu keeps its region (all-or-nothing needs *nothing* ready).
     t[gw_index("eu1")].set(Reply::no_upstreams());
@@ -437,7 +441,7 @@ endpoints = [{{ gateway = "eu1" }}, {{ gateway = "eu2" }}, {{ gateway = "us1" }}
     wait_for(&g, EU_SRC, app, None, &us);
     for _ in 0..30 {
         expect(&g, EU_SRC, app, None, &us, 0);
-        expect(&g, NOWHERE_SRC, app, Some("10.2.0.0/16"), &us, 8);
+        expect(&g, NOWHERE_SRC, app, Some("10.2.0.0/16"), &us, 15);
         expect(&g, US_SRC, app, None, &us, 0);
         expect(&g, AP_SRC, app, None, &ap, 0);
     }
@@ -603,7 +607,7 @@ endpoints = [{{ gateway = "eu1" }}, {{ gateway = "eu2" }}, {{ gateway = "us1" }}
         NOWHERE_SRC,
         "spill.gslb.test",
         Some("10.9.0.0/16"),
-        8,
+        13, // 10.9 shares 12 bits with us's 10.1.0.0/16
         N,
     );
     let (eu, us) = (pct(&c, &["eu1"]), pct(&c, &["us1", "us2"]));
@@ -1067,7 +1071,7 @@ fn explain_shows_placement_chain_and_shares() {
     );
     has_lines(
         &out,
-        &["client: ECS 10.7.0.0/16: region eu (matched 10.0.0.0/8) (ECS scope 8)"],
+        &["client: ECS 10.7.0.0/16: region eu (matched 10.0.0.0/8) (ECS scope 14)"],
     );
 
     // A client in no region: no chain, every endpoint by its configured weight.
@@ -1158,7 +1162,7 @@ fn explain_shows_placement_chain_and_shares() {
         !a_section.contains("eu2") && !a_section.contains("ap1"),
         "{out}"
     );
-    // And by ECS into eu's /8: same loads, scope 8.
+    // And by ECS into eu's /8: same loads, scope 13 (short of us's 10.1.0.0/16).
     let e = gslb::explain::explain(
         &snap,
         "spill.gslb.test",
@@ -1170,7 +1174,7 @@ fn explain_shows_placement_chain_and_shares() {
     has_lines(
         &out,
         &[
-            "client: ECS 10.9.0.0/16: region eu (matched 10.0.0.0/8) (ECS scope 8)",
+            "client: ECS 10.9.0.0/16: region eu (matched 10.0.0.0/8) (ECS scope 13)",
             "eu healthy weight 1/2 load 70.0%",
             "us healthy weight 2/2 load 30.0%",
         ],

@@ -17,7 +17,8 @@
 //! (b) without spillover, answers come from the first region of the chain that has a
 //!     ready endpoint (the client's own while it has one); with spillover, from regions
 //!     of the chain that have one;
-//! (c) the ECS scope is the prefix of the network that placed the client for a locality
+//! (c) the ECS scope is the shortest prefix, at least that of the network that placed
+//! the client, whose block reaches no network of another region, for a locality
 //!     service, and 0 otherwise; the echo repeats family, source prefix and address.
 //!
 //! Also: the answer is empty exactly when the oracle says nothing may be answered, and
@@ -395,6 +396,26 @@ fn from_bits(v: u128, width: u8) -> IpAddr {
     }
 }
 
+/// The ECS scope an answer for `ip` placed in region `r` by a network of prefix `p`
+/// may carry, found by brute force: the shortest scope ≥ p whose block around `ip`
+/// meets no more specific network of another region (so every address in the block
+/// is placed the same way, and a resolver caching the answer for the block never hands
+/// it to another region's client).
+fn oracle_scope(nets: &[(IpAddr, u8, usize)], ip: IpAddr, r: usize, p: u8) -> u8 {
+    let (b, w) = bits(ip);
+    (p..=w)
+        .find(|&scope| {
+            nets.iter().all(|&(a, np, nr)| {
+                let (nb, nw) = bits(a);
+                // The other network intersects the block iff one contains the other.
+                let overlaps = nw == w && keep(nb, scope.min(np), w) == keep(b, scope.min(np), w);
+                // Networks no more specific than the placing one lose to it anyway.
+                nr == r || np <= p || !overlaps
+            })
+        })
+        .unwrap_or(w)
+}
+
 /// Longest-prefix match: (region, prefix).
 fn place(nets: &[(IpAddr, u8, usize)], ip: IpAddr) -> Option<(usize, u8)> {
     let (b, w) = bits(ip);
@@ -587,8 +608,8 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
                 None => Some(src),
             };
             let placement = placed_by.and_then(|a| place(&m.nets, a));
-            let want_scope = match (svc.locality, placement) {
-                (true, Some((_, p))) => p,
+            let want_scope = match (svc.locality, placement, placed_by) {
+                (true, Some((r, p)), Some(ip)) => oracle_scope(&m.nets, ip, r, p),
                 _ => 0,
             };
             for qtype in [RecordType::A, RecordType::AAAA] {

@@ -272,10 +272,11 @@ impl<'a> Answer<'a> {
         } else {
             None
         };
-        // RFC 7871 §7.2.1: SCOPE is the prefix length the answer was decided on; 0 when
-        // it did not depend on the client (no locality, or a client in no region).
+        // RFC 7871 §7.2.1: SCOPE is the prefix length the answer is valid for (see
+        // `RegionIndex::scope`); 0 when it did not depend on the client (no locality,
+        // or a client in no region).
         if let Some(p) = placement {
-            self.outcome.ecs_scope = p.net.prefix;
+            self.outcome.ecs_scope = p.scope;
         }
         let slot = table.slot(placement.map(|p| p.region));
         let pool = match qtype {

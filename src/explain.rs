@@ -132,12 +132,20 @@ pub fn explain(
                 .flat_map(|(_, v)| v.iter().map(|r| r.to_string()))
                 .collect(),
         },
-        Some((z, Node::Service(s))) => Verdict::Service(trace_service(
-            snap,
-            *z,
-            *s,
-            placement.map(|p| (p.region, p.scope)),
-        )),
+        Some((z, Node::Service(s))) => {
+            let scope = match (placement, addr) {
+                (Some(p), _) => p.scope,
+                (None, Some(a)) => snap.zones.regions.scope_outside(a),
+                (None, None) => 0,
+            };
+            Verdict::Service(trace_service(
+                snap,
+                *z,
+                *s,
+                placement.map(|p| p.region),
+                scope,
+            ))
+        }
     };
     Ok(Explanation {
         name: fqdn.to_string(),
@@ -152,12 +160,13 @@ fn trace_service(
     snap: &Snapshot,
     zone: usize,
     s: usize,
-    placement: Option<(usize, u8)>,
+    region: Option<usize>,
+    scope: u8,
 ) -> ServiceTrace {
     let plan = &snap.plan;
     let svc = &plan.services[s];
     let table = &snap.services[s];
-    let region = placement.filter(|_| svc.locality).map(|(r, _)| r);
+    let region = region.filter(|_| svc.locality);
     let endpoints = svc
         .endpoints
         .iter()
@@ -253,10 +262,7 @@ fn trace_service(
         locality: svc.locality,
         overprovisioning: svc.overprovisioning,
         panic: table.panic,
-        ecs_scope: match (svc.locality, placement) {
-            (true, Some((_, scope))) => scope,
-            _ => 0,
-        },
+        ecs_scope: if svc.locality { scope } else { 0 },
         chain,
         endpoints,
         families: vec![family("A", &slot.v4), family("AAAA", &slot.v6)],

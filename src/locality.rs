@@ -80,6 +80,13 @@ impl std::fmt::Display for Net {
     }
 }
 
+/// How many leading bits of two `width`-bit values agree.
+fn common_prefix(a: u128, b: u128, width: u8) -> u8 {
+    ((a ^ b) << (128 - width as u32))
+        .leading_zeros()
+        .min(width as u32) as u8
+}
+
 /// Longest-prefix lookup from client address to region.
 #[derive(Debug, Default)]
 pub struct RegionIndex {
@@ -119,6 +126,21 @@ impl RegionIndex {
         })
     }
 
+    /// The ECS scope for a client that is in no region. Its answer (every healthy
+    /// endpoint) differs from a region client's, so scope 0 ("valid for everyone")
+    /// would let a resolver hand it to region clients too. The scope is the shortest
+    /// prefix whose block around the client meets no region network of its family; 0
+    /// when that family has no region networks at all.
+    pub fn scope_outside(&self, ip: IpAddr) -> u8 {
+        let (b, width) = bits(ip);
+        self.nets
+            .iter()
+            .filter(|(n, _)| bits(n.addr).1 == width)
+            .map(|(n, _)| common_prefix(b, bits(n.addr).0, width).min(n.prefix) + 1)
+            .max()
+            .map_or(0, |s| s.min(width))
+    }
+
     /// RFC 7871 §7.2.1: a resolver caches the answer for every client within SCOPE
     /// bits of this one, so the scope must not reach into a more specific network of
     /// another region. Say eu has 10.0.0.0/8 and us has 10.1.0.0/16: a client in
@@ -132,11 +154,7 @@ impl RegionIndex {
             if r == region || other.prefix <= net.prefix || !net.contains(other.addr) {
                 continue;
             }
-            let (o, _) = bits(other.addr);
-            // Leading bits the client shares with the other network (within width).
-            let common = ((b ^ o) << (128 - width as u32))
-                .leading_zeros()
-                .min(width as u32) as u8;
+            let common = common_prefix(b, bits(other.addr).0, width);
             if common < other.prefix {
                 scope = scope.max(common + 1);
             }
@@ -248,6 +266,11 @@ mod tests {
             v6.place("2001:db8:1::1".parse().unwrap()).unwrap().scope,
             33
         );
+        // Outside every region: short of every network of the family.
+        assert_eq!(idx.scope_outside("11.0.0.1".parse().unwrap()), 8);
+        assert_eq!(idx.scope_outside("192.0.2.1".parse().unwrap()), 1);
+        assert_eq!(idx.scope_outside("::1".parse().unwrap()), 0);
+        assert_eq!(v6.scope_outside("2001:db9::1".parse().unwrap()), 32);
     }
 
     #[test]

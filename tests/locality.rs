@@ -375,11 +375,14 @@ endpoints = [{{ gateway = "eu1" }}, {{ gateway = "eu2" }}, {{ gateway = "us1" }}
     // tells the resolver the answer holds for 10.0.0.0/16 only (10.1/16 is us).
     expect(&g, NOWHERE_SRC, app, Some("10.0.0.0/7"), &eu, 16);
 
-    // A client in no region gets answers from everywhere, scope 0.
+    // A client in no region gets answers from everywhere. Its scope is not 0: that
+    // would tell a resolver the all-regions answer suits region clients too. It is the
+    // shortest prefix clear of every region network: 198.51.100/24 shares 4 bits with
+    // ap's 203.0.113.0/24 (11000110 vs 11001011), so 5.
     let mut seen = BTreeSet::new();
     for _ in 0..200 {
         let m = ask(&g, NOWHERE_SRC, app, Some("198.51.100.0/24"));
-        check_echo(&m, Some("198.51.100.0/24"), 0);
+        check_echo(&m, Some("198.51.100.0/24"), 5);
         seen.extend(answer_set(&m));
     }
     assert_eq!(
@@ -490,8 +493,9 @@ fn wait_hits(t: &HttpTarget, n: usize, g: &Gslb) {
 }
 
 /// 3. A client in no region gets every healthy endpoint by weight (±5 points over 2000
-///    queries) with ECS scope 0; a service with `locality = false` answers everyone
-///    the same way, region clients included, with scope 0.
+///    queries) with an ECS scope clear of every region network (0 only for ECS /0); a
+///    service with `locality = false` answers everyone the same way, region clients
+///    included, with scope 0.
 #[test]
 fn no_region_clients_and_locality_off_get_everything_by_weight() {
     let t = targets("127.0.10", 11, &["eu2"]);
@@ -526,7 +530,7 @@ endpoints = [{{ gateway = "eu1", weight = 10 }}, {{ gateway = "eu2", weight = 10
     // No region: by source address (no ECS), and by an ECS address in no region.
     let c = count(&g, NOWHERE_SRC, "app.gslb.test", None, 0, N);
     assert_shares("app, no-region source", &c, &want);
-    let c = count(&g, EU_SRC, "app.gslb.test", Some("198.51.100.0/24"), 0, N);
+    let c = count(&g, EU_SRC, "app.gslb.test", Some("198.51.100.0/24"), 5, N);
     assert_shares("app, no-region ECS from an eu resolver", &c, &want);
     // ECS /0 carries no client information: in no region, whatever the source.
     let c = count(&g, EU_SRC, "app.gslb.test", Some("0.0.0.0/0"), 0, N);
@@ -1079,7 +1083,7 @@ fn explain_shows_placement_chain_and_shares() {
     has_lines(
         &out,
         &[
-            "client: source address 198.51.100.7: in no region; all healthy endpoints by weight (ECS scope 0)",
+            "client: source address 198.51.100.7: in no region; all healthy endpoints by weight (ECS scope 5)",
             "A answers: healthy endpoints, by weight",
             "eu1 weight 3 share 37.5%",
             "eu2 weight 1 share 12.5%",

@@ -18,7 +18,8 @@
 //!     ready endpoint (the client's own while it has one); with spillover, from regions
 //!     of the chain that have one;
 //! (c) the ECS scope is the shortest prefix, at least that of the network that placed
-//! the client, whose block reaches no network of another region, for a locality
+//! the client, whose block reaches no network of another region (for a client in no
+//! region: no region network at all), for a locality
 //!     service, and 0 otherwise; the echo repeats family, source prefix and address.
 //!
 //! Also: the answer is empty exactly when the oracle says nothing may be answered, and
@@ -416,6 +417,20 @@ fn oracle_scope(nets: &[(IpAddr, u8, usize)], ip: IpAddr, r: usize, p: u8) -> u8
         .unwrap_or(w)
 }
 
+/// The scope for a client in no region, by brute force: the shortest scope whose
+/// block around `ip` meets no region network of its family (0 when there is none).
+fn oracle_scope_outside(nets: &[(IpAddr, u8, usize)], ip: IpAddr) -> u8 {
+    let (b, w) = bits(ip);
+    (0..=w)
+        .find(|&scope| {
+            nets.iter().all(|&(a, np, _)| {
+                let (nb, nw) = bits(a);
+                nw != w || keep(nb, scope.min(np), w) != keep(b, scope.min(np), w)
+            })
+        })
+        .unwrap_or(w)
+}
+
 /// Longest-prefix match: (region, prefix).
 fn place(nets: &[(IpAddr, u8, usize)], ip: IpAddr) -> Option<(usize, u8)> {
     let (b, w) = bits(ip);
@@ -610,6 +625,7 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
             let placement = placed_by.and_then(|a| place(&m.nets, a));
             let want_scope = match (svc.locality, placement, placed_by) {
                 (true, Some((r, p)), Some(ip)) => oracle_scope(&m.nets, ip, r, p),
+                (true, None, Some(ip)) => oracle_scope_outside(&m.nets, ip),
                 _ => 0,
             };
             for qtype in [RecordType::A, RecordType::AAAA] {

@@ -273,11 +273,13 @@ impl<'a> Answer<'a> {
             None
         };
         // RFC 7871 §7.2.1: SCOPE is the prefix length the answer is valid for (see
-        // `RegionIndex::scope`); 0 when it did not depend on the client (no locality,
-        // or a client in no region).
-        if let Some(p) = placement {
-            self.outcome.ecs_scope = p.scope;
-        }
+        // `RegionIndex::scope` and `scope_outside`); 0 when it did not depend on the
+        // client (no locality, or no client information: ECS /0).
+        self.outcome.ecs_scope = match (svc.locality, placement, self.client) {
+            (false, _, _) | (true, _, None) => 0,
+            (true, Some(p), _) => p.scope,
+            (true, None, Some(ip)) => snap.zones.regions.scope_outside(ip),
+        };
         let slot = table.slot(placement.map(|p| p.region));
         let pool = match qtype {
             RecordType::A | RecordType::ANY => &slot.v4,

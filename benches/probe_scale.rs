@@ -4,14 +4,21 @@
 //!
 //! Run: `cargo bench --bench probe_scale` (N = 100, 1000, 5000; about 2 minutes).
 //! Options, as arguments after `--` or as environment variables:
-//!   --n 100,1000,5000        PROBE_SCALE_N        target counts, one table row each
-//!   --secs 20                PROBE_SCALE_SECS     measured window per N
-//!   --warmup 3               PROBE_SCALE_WARMUP   seconds after the first full probe round
+//!   --n 100,1000,5000        PROBE_SCALE_N           target counts, one table row each
+//!   --secs 20                PROBE_SCALE_SECS        measured window per N
+//!   --warmup 3               PROBE_SCALE_WARMUP      seconds between the first full probe
+//!                                                    round and the window
+//!   --repeat 1               PROBE_SCALE_REPEAT      runs per N (interleaved); with more than
+//!                                                    one, the least disturbed run of each N is
+//!                                                    printed again as a table of its own
 //!   --max-probes 1024        PROBE_SCALE_MAX_PROBES  [health] max_concurrent_probes
-//!   --no-pin                 PROBE_SCALE_PIN=0    do not use taskset
-//!   --keep                   PROBE_SCALE_KEEP=1   keep the work directory (config, gslb log)
+//!   --quiet-wait 60          PROBE_SCALE_QUIET_WAIT  wait up to this long for all CPUs to be
+//!                                                    under 10% busy before each run (0 = no)
+//!   --timeline               PROBE_SCALE_TIMELINE=1  print one line per second of the window
+//!   --no-pin                 PROBE_SCALE_PIN=0       do not use taskset
+//!   --keep                   PROBE_SCALE_KEEP=1      keep the work directory (configs, gslb logs)
 //!   GSLB_BIN=path            the gslb binary; default: the one cargo built for this bench
-//!                            (`target/release/gslb`, the same profile as `cargo build --release`)
+//!                            (`target/release/gslb`: benches use the release profile)
 //!
 //! What it does, per N: binds N listeners in this process (one per target, on
 //! 127.0.{1..9}.{1..50}, ports 20000 + i/450), each answering `GET /hc` with
@@ -28,10 +35,10 @@
 //! The soft RLIMIT_NOFILE is raised to the hard limit at start (children inherit it);
 //! if the hard limit is below what N needs, run `ulimit -n 65536` (as root) first.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -41,7 +48,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // ------------------------------------------------------------------------- libc bits
-// std links libc already; these are the three calls we need, declared by hand so the
+// std links libc already; these are the few calls we need, declared by hand so the
 // bench adds no dependency. Values are Linux (x86_64 and aarch64).
 
 #[repr(C)]
@@ -52,8 +59,11 @@ struct RLimit {
 
 const RLIMIT_NOFILE: i32 = 7;
 const SC_CLK_TCK: i32 = 2;
+const PR_SET_PDEATHSIG: i32 = 1;
+const SIGTERM: u64 = 15;
 
 unsafe extern "C" {
+    fn prctl(option: i32, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> i32;
     fn getrlimit(resource: i32, rlim: *mut RLimit) -> i32;
     fn setrlimit(resource: i32, rlim: *const RLimit) -> i32;
     fn sysconf(name: i32) -> i64;
@@ -104,6 +114,9 @@ struct Opts {
     max_probes: usize,
     pin: bool,
     keep: bool,
+    timeline: bool,
+    quiet_wait: u64,
+    repeat: usize,
     bin: PathBuf,
 }
 
@@ -115,6 +128,9 @@ fn opts() -> Opts {
     let mut max_probes = env("PROBE_SCALE_MAX_PROBES").unwrap_or_else(|| "1024".into());
     let mut pin = env("PROBE_SCALE_PIN").is_none_or(|v| v != "0");
     let mut keep = env("PROBE_SCALE_KEEP").is_some_and(|v| v != "0");
+    let mut timeline = env("PROBE_SCALE_TIMELINE").is_some_and(|v| v != "0");
+    let mut quiet_wait = env("PROBE_SCALE_QUIET_WAIT").unwrap_or_else(|| "60".into());
+    let mut repeat = env("PROBE_SCALE_REPEAT").unwrap_or_else(|| "1".into());
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = |name: &str| {
@@ -128,6 +144,9 @@ fn opts() -> Opts {
             "--max-probes" => max_probes = val("--max-probes"),
             "--no-pin" => pin = false,
             "--keep" => keep = true,
+            "--timeline" => timeline = true,
+            "--quiet-wait" => quiet_wait = val("--quiet-wait"),
+            "--repeat" => repeat = val("--repeat"),
             "--bench" => {}                        // added by `cargo bench`
             other if other.starts_with("--") => {} // other harness flags: ignore
             other => die(&format!("unexpected argument {other:?}")),
@@ -153,6 +172,9 @@ fn opts() -> Opts {
         max_probes: num("max-probes", &max_probes).max(1) as usize,
         pin,
         keep,
+        timeline,
+        quiet_wait: num("quiet-wait", &quiet_wait),
+        repeat: num("repeat", &repeat).max(1) as usize,
         bin,
     }
 }
@@ -203,11 +225,16 @@ fn cpu_list(cpus: &[usize]) -> String {
 
 /// utime + stime (ticks) of a process, all threads.
 fn proc_ticks(pid: &str) -> Option<u64> {
+    proc_user_sys(pid).map(|(u, s)| u + s)
+}
+
+/// (utime, stime) in ticks of a process, all threads.
+fn proc_user_sys(pid: &str) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // Fields after the command: state is field 3, utime 14, stime 15.
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    Some((f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?))
 }
 
 fn proc_status(pid: &str, key: &str) -> Option<u64> {
@@ -220,8 +247,46 @@ fn proc_status(pid: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
-/// (busy, total) ticks of one CPU from /proc/stat.
-fn cpu_ticks(cpu: usize) -> Option<(u64, u64)> {
+/// Tick counters of one CPU from /proc/stat.
+#[derive(Clone, Copy)]
+struct CpuTicks {
+    /// Everything but idle and iowait.
+    busy: u64,
+    total: u64,
+    /// irq + softirq: on loopback, much of the TCP work of the process on this CPU.
+    irq: u64,
+    /// Time the hypervisor ran something else while this CPU wanted to run.
+    steal: u64,
+}
+
+/// Busy time on gslb's CPU that gslb is not charged for, in % of the interval.
+#[derive(Clone, Copy)]
+struct Disturbance {
+    irq: f64,
+    steal: f64,
+    /// Other processes (and anything else not counted above).
+    other: f64,
+}
+
+impl Disturbance {
+    fn new(a: Option<CpuTicks>, b: Option<CpuTicks>, gslb_ticks: u64) -> Option<Disturbance> {
+        let (a, b) = (a?, b?);
+        if b.total <= a.total {
+            return None;
+        }
+        let total = (b.total - a.total) as f64;
+        let irq = (b.irq - a.irq) as f64;
+        let steal = (b.steal - a.steal) as f64;
+        let rest = (b.busy - a.busy) as f64 - irq - steal - gslb_ticks as f64;
+        Some(Disturbance {
+            irq: irq / total * 100.0,
+            steal: steal / total * 100.0,
+            other: (rest / total * 100.0).max(0.0),
+        })
+    }
+}
+
+fn cpu_ticks(cpu: usize) -> Option<CpuTicks> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat
         .lines()
@@ -231,10 +296,15 @@ fn cpu_ticks(cpu: usize) -> Option<(u64, u64)> {
         .skip(1)
         .filter_map(|x| x.parse().ok())
         .collect();
+    let f = |i: usize| v.get(i).copied().unwrap_or(0);
     // user nice system idle iowait irq softirq steal (guest is included in user).
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    Some((total - idle, total))
+    let total: u64 = (0..8).map(f).sum();
+    Some(CpuTicks {
+        busy: total - f(3) - f(4),
+        total,
+        irq: f(5) + f(6),
+        steal: f(7),
+    })
 }
 
 // ------------------------------------------------------------------------- targets
@@ -537,6 +607,63 @@ fn fmt_q((lower, upper): (f64, f64)) -> String {
     }
 }
 
+// ------------------------------------------------------------------------- timeline
+
+/// Prints one line per second of the window (scraping /metrics every second costs gslb
+/// a little CPU, so this is off by default).
+fn timeline(admin: SocketAddr, pid: &str, cpu: Option<usize>, n: usize, secs: u64, tck: f64) {
+    let start = Instant::now();
+    let mut prev = (scrape(admin).ok(), proc_ticks(pid), cpu.and_then(cpu_ticks));
+    for i in 1..=secs {
+        let next = start + Duration::from_secs(i);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        let cur = (scrape(admin).ok(), proc_ticks(pid), cpu.and_then(cpu_ticks));
+        if let ((Some(a), Some(g0), c0), (Some(b), Some(g1), c1)) = (&prev, &cur) {
+            let lag = HistDelta::new(a, b, "gslb_probe_schedule_lag_seconds");
+            let fails = |s: &Scrape| s.outcome("failure") + s.outcome("timeout");
+            let dist = Disturbance::new(*c0, *c1, g1 - g0).map_or("-".into(), |d| {
+                format!(
+                    "irq {:.0}% steal {:.0}% other {:.0}%",
+                    d.irq, d.steal, d.other
+                )
+            });
+            println!(
+                "  N={n} t={i:>3}s probes {:>6} fail {:>5} late {:>5} lag mean {:>8.2} ms p99 {:>7} ms | gslb CPU {:>5.1}% | its CPU also: {dist}",
+                b.probes() - a.probes(),
+                fails(b) - fails(a),
+                b.get("gslb_probes_late_total") - a.get("gslb_probes_late_total"),
+                lag.mean() * 1e3,
+                fmt_q(lag.quantile_bucket(0.99)),
+                (g1 - g0) as f64 / tck * 100.0,
+            );
+        }
+        prev = cur;
+    }
+}
+
+/// Waits (up to `max` seconds) until every CPU has been under 10% busy for a second,
+/// so that a run does not start in the middle of somebody's build. Returns the wait.
+fn wait_quiet(cpus: &[usize], max: u64) -> Option<f64> {
+    let start = Instant::now();
+    loop {
+        let a: Vec<_> = cpus.iter().map(|&c| cpu_ticks(c)).collect();
+        std::thread::sleep(Duration::from_secs(1));
+        let b: Vec<_> = cpus.iter().map(|&c| cpu_ticks(c)).collect();
+        let quiet = a.iter().zip(&b).all(|(x, y)| match (x, y) {
+            (Some(x), Some(y)) if y.total > x.total => {
+                ((y.busy - x.busy) as f64 / (y.total - x.total) as f64) < 0.10
+            }
+            _ => true,
+        });
+        if quiet {
+            return Some(start.elapsed().as_secs_f64());
+        }
+        if start.elapsed().as_secs() >= max {
+            return None;
+        }
+    }
+}
+
 // ------------------------------------------------------------------------- one run
 
 struct Row {
@@ -545,6 +672,7 @@ struct Row {
     probes: f64,
     served: f64,
     cpu_pct: f64,
+    sys_share: f64,
     us_per_probe: f64,
     rss_kib: u64,
     threads: u64,
@@ -554,10 +682,14 @@ struct Row {
     fail_window: f64,
     fail_total: f64,
     first_round: f64,
-    other_load: Option<f64>,
+    dist: Option<Disturbance>,
+    startup: String,
     target_cpu_pct: f64,
     target_bad: u64,
     notes: Vec<String>,
+    quiet: Option<f64>,
+    /// 1-based run number of this N (see --repeat).
+    run: usize,
 }
 
 /// Kills gslb when dropped, so that a panic or an early return leaves nothing behind.
@@ -579,7 +711,7 @@ impl Drop for Gslb {
     }
 }
 
-fn run_one(o: &Opts, n: usize, gslb_cpu: Option<usize>, work: &Path) -> Row {
+fn run_one(o: &Opts, n: usize, gslb_cpu: Option<usize>, cpus: &[usize], work: &Path) -> Row {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -597,6 +729,11 @@ fn run_one(o: &Opts, n: usize, gslb_cpu: Option<usize>, work: &Path) -> Row {
     let cfg = work.join(format!("probe_scale_{n}.toml"));
     let log = work.join(format!("gslb_{n}.log"));
     write_config(&cfg, &addrs, o.max_probes);
+    let quiet = if o.quiet_wait > 0 {
+        wait_quiet(cpus, o.quiet_wait)
+    } else {
+        Some(0.0)
+    };
 
     let mut cmd = match gslb_cpu {
         Some(cpu) => {
@@ -614,10 +751,24 @@ fn run_one(o: &Opts, n: usize, gslb_cpu: Option<usize>, work: &Path) -> Row {
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).expect("log file"));
     let spawned = Instant::now();
+    let c_spawn = gslb_cpu.and_then(cpu_ticks);
+    // If this process dies without cleaning up (SIGKILL, say), gslb gets SIGTERM.
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
+            Ok(())
+        });
+    }
     let mut child = Gslb(
         cmd.spawn()
             .unwrap_or_else(|e| die(&format!("cannot start {}: {e}", o.bin.display()))),
     );
+    // Every exit from here on stops gslb first.
+    let fail = |child: Gslb, msg: String| -> ! {
+        drop(child);
+        die(&msg)
+    };
     let pid = child.0.id().to_string();
 
     // Read stdout until the admin address shows up; then keep draining it.
@@ -630,14 +781,20 @@ fn run_one(o: &Opts, n: usize, gslb_cpu: Option<usize>, work: &Path) -> Row {
             }
         }
     });
-    let admin: SocketAddr = match rx.recv_timeout(Duration::from_secs(60)) {
+    // Startup builds one HTTP client per target before the admin listener comes up;
+    // that takes seconds at large N, more on a busy machine.
+    let startup_limit = Duration::from_secs(120 + n as u64 / 25);
+    let admin: SocketAddr = match rx.recv_timeout(startup_limit) {
         Ok(a) => a.parse().expect("admin address"),
         Err(_) => {
-            drop(child);
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            die(&format!(
-                "gslb did not report its admin address within 60 s; its log:\n{tail}"
-            ));
+            fail(
+                child,
+                format!(
+                    "gslb did not report its admin address within {} s; its log:\n{tail}",
+                    startup_limit.as_secs()
+                ),
+            );
         }
     };
 
@@ -650,46 +807,67 @@ fn run_one(o: &Opts, n: usize, gslb_cpu: Option<usize>, work: &Path) -> Row {
             break spawned.elapsed().as_secs_f64();
         }
         if Instant::now() > deadline {
-            die(&format!("N={n}: fewer than N probes done 60 s after start"));
+            fail(
+                child,
+                format!("N={n}: fewer than N probes done 60 s after the admin listener came up"),
+            );
         }
         if let Ok(Some(st)) = child.0.try_wait() {
-            die(&format!(
-                "N={n}: gslb exited early ({st}); see {}",
-                log.display()
-            ));
+            fail(
+                child,
+                format!("N={n}: gslb exited early ({st}); see {}", log.display()),
+            );
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // A scrape is not free at large N (about 0.85 MB of text at N=5000), so poll gently.
+        std::thread::sleep(Duration::from_millis(500));
     };
+    let g_first = proc_ticks(&pid).unwrap_or(0);
+    let dist_startup = Disturbance::new(c_spawn, gslb_cpu.and_then(cpu_ticks), g_first);
     std::thread::sleep(Duration::from_secs(o.warmup));
 
     // The window.
     let tck = clk_tck();
-    let a = scrape(admin).unwrap_or_else(|e| die(&e));
+    let a = match scrape(admin) {
+        Ok(s) => s,
+        Err(e) => fail(child, e),
+    };
     let t0 = Instant::now();
-    let g0 = proc_ticks(&pid).unwrap_or(0);
+    let (u0, s0) = proc_user_sys(&pid).unwrap_or((0, 0));
     let self0 = proc_ticks("self").unwrap_or(0);
     let c0 = gslb_cpu.and_then(cpu_ticks);
     let served0 = stats.served.load(Ordering::Relaxed);
-    std::thread::sleep(Duration::from_secs(o.secs));
-    let g1 = proc_ticks(&pid).unwrap_or(0);
+    if o.timeline {
+        timeline(admin, &pid, gslb_cpu, n, o.secs, tck);
+    } else {
+        std::thread::sleep(Duration::from_secs(o.secs));
+    }
+    let (u1, s1) = proc_user_sys(&pid).unwrap_or((0, 0));
+    let (g0, g1) = (u0 + s0, u1 + s1);
     let self1 = proc_ticks("self").unwrap_or(0);
     let c1 = gslb_cpu.and_then(cpu_ticks);
     let served1 = stats.served.load(Ordering::Relaxed);
     let secs = t0.elapsed().as_secs_f64();
-    let b = scrape(admin).unwrap_or_else(|e| die(&e));
+    let b = match scrape(admin) {
+        Ok(s) => s,
+        Err(e) => fail(child, e),
+    };
     let rss_kib = proc_status(&pid, "VmRSS").unwrap_or(0);
     let threads = proc_status(&pid, "Threads").unwrap_or(0);
 
     let gslb_s = (g1 - g0) as f64 / tck;
     let probes = b.probes() - a.probes();
     let fails = |s: &Scrape| s.outcome("failure") + s.outcome("timeout");
-    let other_load = match (c0, c1) {
-        (Some((busy0, tot0)), Some((busy1, tot1))) if tot1 > tot0 => {
-            let busy = (busy1 - busy0) as f64 - (g1 - g0) as f64;
-            Some((busy / (tot1 - tot0) as f64 * 100.0).max(0.0))
-        }
-        _ => None,
-    };
+    let dist = Disturbance::new(c0, c1, g1 - g0);
+    let startup = format!(
+        "startup: admin up and every target probed once {first_round:.1} s after spawn; gslb used {:.1} CPU-s \
+         until then{}; failures before the window (startup + warm-up): {}",
+        g_first as f64 / tck,
+        dist_startup.map_or(String::new(), |d| format!(
+            " (its CPU meanwhile: irq {:.0}%, steal {:.0}%, other {:.0}%)",
+            d.irq, d.steal, d.other
+        )),
+        fails(&a)
+    );
 
     let mut notes = Vec::new();
     let targets = b.get("gslb_probe_targets");
@@ -728,6 +906,11 @@ fn run_one(o: &Opts, n: usize, gslb_cpu: Option<usize>, work: &Path) -> Row {
         probes,
         served: (served1 - served0) as f64,
         cpu_pct: gslb_s / secs * 100.0,
+        sys_share: if g1 > g0 {
+            (s1 - s0) as f64 / (g1 - g0) as f64 * 100.0
+        } else {
+            f64::NAN
+        },
         us_per_probe: if probes > 0.0 {
             gslb_s * 1e6 / probes
         } else {
@@ -741,11 +924,103 @@ fn run_one(o: &Opts, n: usize, gslb_cpu: Option<usize>, work: &Path) -> Row {
         fail_window: fails(&b) - fails(&a),
         fail_total: fails(&b),
         first_round,
-        other_load,
+        dist,
+        startup,
         target_cpu_pct: (self1 - self0) as f64 / tck / secs * 100.0,
         target_bad: bad,
         notes,
+        quiet,
+        run: 1,
     }
+}
+
+// ------------------------------------------------------------------------- output
+
+fn print_header() {
+    let header = format!(
+        "{:>5} | {:>8} | {:>8} | {:>5} | {:>7} | {:>8} | {:>7} | {:>8} | {:>9} | {:>7} | {:>6} | {:>5} | {:>8} | {:>8} | {:>9} | {:>7} | {:>7} | {:>7} | {:>7}",
+        "N",
+        "probes/s",
+        "gslb CPU",
+        "sys",
+        "us/prb",
+        "RSS MiB",
+        "KiB/tgt",
+        "lag mean",
+        "lag p99",
+        "<=1ms",
+        "late",
+        "fail",
+        "dur mean",
+        "dur p99",
+        "startup",
+        "irq",
+        "steal",
+        "other",
+        "tgt CPU"
+    );
+    println!("{header}");
+    println!(
+        "{:>5} | {:>8} | {:>8} | {:>5} | {:>7} | {:>8} | {:>7} | {:>8} | {:>9} | {:>7} | {:>6} | {:>5} | {:>8} | {:>8} | {:>9} | {:>7} | {:>7} | {:>7} | {:>7}",
+        "",
+        "",
+        "% 1 core",
+        "share",
+        "",
+        "",
+        "",
+        "ms",
+        "ms bucket",
+        "lag",
+        "",
+        "",
+        "ms",
+        "ms bucket",
+        "s",
+        "gslb CPU",
+        "gslb CPU",
+        "gslb CPU",
+        "% core"
+    );
+    println!("{}", "-".repeat(header.len()));
+}
+
+impl Row {
+    /// Steal or other processes took more than 10% of gslb's CPU during the window.
+    fn disturbed(&self) -> bool {
+        self.dist.is_some_and(|d| d.steal + d.other > 10.0)
+    }
+    fn disturbance(&self) -> f64 {
+        self.dist.map_or(0.0, |d| d.steal + d.other)
+    }
+}
+
+fn print_row(r: &Row) {
+    println!(
+        "{:>5} | {:>8.1} | {:>7.2}% | {:>4.0}% | {:>7.1} | {:>8.1} | {:>7.1} | {:>8.3} | {:>9} | {:>6.1}% | {:>6} | {:>5} | {:>8.2} | {:>8} | {:>9.2} | {:>7} | {:>7} | {:>7} | {:>6.1}%{}",
+        r.n,
+        r.probes / r.secs,
+        r.cpu_pct,
+        r.sys_share,
+        r.us_per_probe,
+        r.rss_kib as f64 / 1024.0,
+        r.rss_kib as f64 / r.n as f64,
+        r.lag.mean() * 1e3,
+        fmt_q(r.lag.quantile_bucket(0.99)),
+        r.lag.share_under(0.001) * 100.0,
+        r.late,
+        r.fail_window,
+        r.dur.mean() * 1e3,
+        fmt_q(r.dur.quantile_bucket(0.99)),
+        r.first_round,
+        r.dist.map_or("-".to_string(), |d| format!("{:.1}%", d.irq)),
+        r.dist
+            .map_or("-".to_string(), |d| format!("{:.1}%", d.steal)),
+        r.dist
+            .map_or("-".to_string(), |d| format!("{:.1}%", d.other)),
+        r.target_cpu_pct,
+        if r.disturbed() { " !" } else { "" },
+    );
 }
 
 // ------------------------------------------------------------------------- main
@@ -788,7 +1063,8 @@ fn main() {
 
     println!(
         "probe_scale: gslb {} | check: http GET /hc, interval 1s, timeout 500ms, jitter 900ms | \
-         max_concurrent_probes {} | window {} s after first round + {} s | RLIMIT_NOFILE {nofile}",
+         max_concurrent_probes {} | window {} s, from {} s after the first full round | \
+         RLIMIT_NOFILE {nofile}",
         o.bin.display(),
         o.max_probes,
         o.secs,
@@ -802,79 +1078,49 @@ fn main() {
         None => println!("pinning: none (taskset missing, --no-pin, or a single CPU)"),
     }
     println!();
-    let header = format!(
-        "{:>5} | {:>8} | {:>8} | {:>7} | {:>8} | {:>7} | {:>8} | {:>9} | {:>7} | {:>6} | {:>5} | {:>8} | {:>8} | {:>9} | {:>7} | {:>7}",
-        "N",
-        "probes/s",
-        "gslb CPU",
-        "us/prb",
-        "RSS MiB",
-        "KiB/tgt",
-        "lag mean",
-        "lag p99",
-        "<=1ms",
-        "late",
-        "fail",
-        "dur mean",
-        "dur p99",
-        "1st round",
-        "other",
-        "tgt CPU"
-    );
-    println!("{header}");
-    println!(
-        "{:>5} | {:>8} | {:>8} | {:>7} | {:>8} | {:>7} | {:>8} | {:>9} | {:>7} | {:>6} | {:>5} | {:>8} | {:>8} | {:>9} | {:>7} | {:>7}",
-        "",
-        "",
-        "% 1 core",
-        "",
-        "",
-        "",
-        "ms",
-        "ms bucket",
-        "lag",
-        "",
-        "",
-        "ms",
-        "ms bucket",
-        "s",
-        "gslb CPU",
-        "% core"
-    );
-    println!("{}", "-".repeat(header.len()));
+    print_header();
 
-    let mut rows = Vec::new();
-    for &n in &o.ns {
-        let r = run_one(&o, n, gslb_cpu, &work);
-        println!(
-            "{:>5} | {:>8.1} | {:>7.2}% | {:>7.1} | {:>8.1} | {:>7.1} | {:>8.3} | {:>9} | {:>6.1}% | {:>6} | {:>5} | {:>8.2} | {:>8} | {:>9.2} | {:>7} | {:>6.1}%",
-            r.n,
-            r.probes / r.secs,
-            r.cpu_pct,
-            r.us_per_probe,
-            r.rss_kib as f64 / 1024.0,
-            r.rss_kib as f64 / r.n as f64,
-            r.lag.mean() * 1e3,
-            fmt_q(r.lag.quantile_bucket(0.99)),
-            r.lag.share_under(0.001) * 100.0,
-            r.late,
-            r.fail_window,
-            r.dur.mean() * 1e3,
-            fmt_q(r.dur.quantile_bucket(0.99)),
-            r.first_round,
-            r.other_load.map_or("-".to_string(), |x| format!("{x:.1}%")),
-            r.target_cpu_pct,
-        );
-        rows.push(r);
+    // Interleaved (100, 1000, 5000, 100, ...) so that a noisy minute hits every N alike.
+    let mut rows: Vec<Row> = Vec::new();
+    for rep in 0..o.repeat {
+        for &n in &o.ns {
+            let mut r = run_one(&o, n, gslb_cpu, &cpus, &work);
+            r.run = rep + 1;
+            print_row(&r);
+            rows.push(r);
+        }
+    }
+
+    // With repeats: the least disturbed run of each N, as a table of its own.
+    let best: Vec<&Row> =
+        o.ns.iter()
+            .filter_map(|&n| {
+                rows.iter()
+                    .filter(|r| r.n == n)
+                    .min_by(|a, b| a.disturbance().total_cmp(&b.disturbance()))
+            })
+            .collect();
+    if o.repeat > 1 {
+        println!();
+        println!("least disturbed run of each N (lowest steal + other):");
+        print_header();
+        for r in &best {
+            print_row(r);
+        }
     }
 
     println!();
     let mut details = String::new();
     for r in &rows {
+        let run = if o.repeat > 1 {
+            format!(" run {}", r.run)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             details,
-            "N={}: {:.1} s window, {} probes ({:.3} per target per s), {} requests served by targets, \
-             {} failures since start, {} bad requests at targets, gslb threads {}",
+            "N={}{run}: {:.1} s window, {} probes ({:.3} per target per s), {} requests served by \
+             targets, {} failures since start, {} bad requests at targets, gslb threads {}",
             r.n,
             r.secs,
             r.probes,
@@ -884,27 +1130,52 @@ fn main() {
             r.target_bad,
             r.threads
         );
+        let _ = writeln!(details, "  {}", r.startup);
+        match r.quiet {
+            Some(w) if w > 1.5 => {
+                let _ = writeln!(
+                    details,
+                    "  waited {w:.0} s for the CPUs to go quiet before starting"
+                );
+            }
+            Some(_) => {}
+            None => {
+                let _ = writeln!(
+                    details,
+                    "  the CPUs were still busy after {} s of waiting: started anyway",
+                    o.quiet_wait
+                );
+            }
+        }
         for note in &r.notes {
             let _ = writeln!(details, "  {note}");
         }
     }
-    for w in rows.windows(2) {
-        let (a, b) = (&w[0], &w[1]);
-        let _ = writeln!(
-            details,
-            "RSS growth {} -> {}: {:.1} KiB per added target",
-            a.n,
-            b.n,
-            (b.rss_kib as f64 - a.rss_kib as f64) / (b.n - a.n) as f64
-        );
+    for w in best.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        if b.n != a.n {
+            let _ = writeln!(
+                details,
+                "RSS growth {} -> {}: {:.1} KiB per added target",
+                a.n,
+                b.n,
+                (b.rss_kib as f64 - a.rss_kib as f64) / (b.n as f64 - a.n as f64)
+            );
+        }
     }
     print!("{details}");
     println!(
-        "columns: gslb CPU = (utime+stime delta)/window as % of one core; us/prb = gslb CPU per completed probe; \
-         lag/dur p99 = upper bound of the histogram bucket holding the 99th percentile; <=1ms lag = share of \
-         probes that started within 1 ms of schedule; late = gslb_probes_late_total delta (>100 ms); fail = \
-         failure+timeout results in the window; 1st round = s from spawn until every target was probed once; \
-         other = busy time on gslb's CPU not charged to gslb (disturbance); tgt CPU = this process (the targets)."
+        "columns: gslb CPU = (utime+stime delta)/window as % of one core; sys share = stime part \
+         of it; us/prb = gslb CPU per completed probe; lag/dur p99 = upper bound of the histogram \
+         bucket holding the 99th percentile; <=1ms lag = share of probes that started within 1 ms \
+         of schedule; late = gslb_probes_late_total delta (>100 ms); fail = failure+timeout \
+         results in the window; startup = s from spawn until the admin listener was up and every \
+         target had been probed once; irq = irq+softirq time on gslb's CPU (on loopback mostly \
+         the TCP work of gslb's own connections, not included in gslb CPU); steal = hypervisor \
+         steal on gslb's CPU; other = remaining busy time on gslb's CPU not charged to gslb \
+         (other processes); tgt CPU = this process (the targets). A row ending in ! had more \
+         than 10% steal + other on gslb's CPU: its lag and failures say more about the machine \
+         than about gslb."
     );
     if o.keep {
         println!("kept: {}", work.display());

@@ -271,7 +271,10 @@ fn handle_signals(
                 _ = hup.recv() => {
                     info!("SIGHUP: reloading");
                     // `reload` logs its outcome; a rejected file keeps the old config.
-                    let _ = runtime.reload();
+                    // It parses and starts probes synchronously, so keep it off the
+                    // threads that serve DNS.
+                    let rt = runtime.clone();
+                    let _ = tokio::task::spawn_blocking(move || rt.reload()).await;
                 }
             }
         }

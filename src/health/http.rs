@@ -41,6 +41,7 @@ impl HttpProbe {
         check: &Check,
         host: Option<&str>,
         expiry: Option<ExpiryWatch>,
+        configs: &mut tls::ConfigCache,
     ) -> Result<HttpProbe, String> {
         let http = check.kind.http().ok_or("not an http check")?;
         let host = host.or(http.host.as_deref());
@@ -51,13 +52,16 @@ impl HttpProbe {
             .user_agent(check.user_agent.as_str());
         let mut tls_name = String::new();
         let url = match &check.tls {
-            None => format!("http://{addr}{}", http.path),
+            None => {
+                builder = builder.use_preconfigured_tls((*tls::plain_http_config()).clone());
+                format!("http://{addr}{}", http.path)
+            }
             Some(tls) => {
                 // SNI: the explicit setting, else the Host without a port.
                 let sni = tls.sni.as_deref().or(host.map(strip_port));
                 let is_dns_name = sni.is_some_and(|n| n.parse::<std::net::IpAddr>().is_err());
                 builder = builder
-                    .use_preconfigured_tls((*tls::client_config(tls, true)?).clone())
+                    .use_preconfigured_tls((*configs.get(tls, true)?).clone())
                     .tls_info(true);
                 match sni {
                     Some(name) if is_dns_name => {

@@ -176,6 +176,7 @@ impl Engine {
     /// in `plan.targets` order. Must be called within a tokio runtime.
     pub fn apply(&mut self, plan: &Arc<Plan>) -> Arc<[Arc<TargetState>]> {
         let mut next: HashMap<Key, Running> = HashMap::with_capacity(plan.targets.len());
+        let mut configs = tls::ConfigCache::default();
         let mut states = Vec::with_capacity(plan.targets.len());
         for t in 0..plan.targets.len() {
             let target = &plan.targets[t];
@@ -200,7 +201,7 @@ impl Engine {
                 .map(|(_, r)| r.state.is_up());
             let state = Arc::new(TargetState::new(inherited.unwrap_or(true)));
             let label = plan.target_label(t);
-            let task = match Prober::new(&key, &label, &self.metrics) {
+            let task = match Prober::new(&key, &label, &self.metrics, &mut configs) {
                 Ok(prober) => {
                     let ctx = TaskCtx {
                         label,
@@ -253,7 +254,12 @@ enum Prober {
 }
 
 impl Prober {
-    fn new(key: &Key, label: &str, metrics: &Metrics) -> Result<Prober, String> {
+    fn new(
+        key: &Key,
+        label: &str,
+        metrics: &Metrics,
+        configs: &mut tls::ConfigCache,
+    ) -> Result<Prober, String> {
         let host = key.host.as_deref();
         let expiry = |tls: &crate::plan::TlsSettings| {
             let target = match host {
@@ -277,7 +283,13 @@ impl Prober {
                     .as_ref()
                     .ok_or("tls check without tls settings")?;
                 let sni = t.sni.as_deref().or(host);
-                Prober::Tls(Box::new(tls::TlsProbe::new(key.addr, t, sni, expiry(t))?))
+                Prober::Tls(Box::new(tls::TlsProbe::new(
+                    key.addr,
+                    t,
+                    sni,
+                    expiry(t),
+                    configs,
+                )?))
             }
             CheckKind::Http(_) | CheckKind::Https(_) => {
                 Prober::Http(Box::new(http::HttpProbe::new(
@@ -285,6 +297,7 @@ impl Prober {
                     &key.check,
                     host,
                     key.check.tls.as_ref().map(expiry),
+                    configs,
                 )?))
             }
         })
@@ -324,7 +337,10 @@ async fn run_target(ctx: TaskCtx, prober: Prober) {
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut hyst = Hysteresis::new(ctx.state.is_up(), check.rise, check.fall);
     let duration = ctx.metrics.probe_duration.with_label_values(&[&check.name]);
-    let outcomes = ["success", "failure", "timeout"].map(|o| {
+    // A timeout that fires this much later than asked for is our lateness, not the
+    // target's.
+    let starved_slack = (check.timeout / 2).max(Duration::from_millis(100));
+    let outcomes = ["success", "failure", "timeout", "inconclusive"].map(|o| {
         ctx.metrics
             .probe_results
             .with_label_values(&[check.name.as_str(), o])
@@ -355,6 +371,16 @@ async fn run_target(ctx: TaskCtx, prober: Prober) {
         };
         let took = started.elapsed();
         duration.observe(took.as_secs_f64());
+        if result.is_err() && took > check.timeout + starved_slack {
+            // The timer fired well after the timeout: this process was starved of CPU
+            // (or the runtime stalled), so the target's slowness was not measured. Count
+            // the probe as inconclusive rather than let local overload flap a healthy
+            // target DOWN.
+            outcomes[3].inc();
+            ctx.metrics.probes_late.inc();
+            warn_late(&ctx, took - check.timeout);
+            continue;
+        }
         match &result {
             Ok(()) => outcomes[0].inc(),
             Err(e) if e.0.starts_with("timeout") => outcomes[2].inc(),

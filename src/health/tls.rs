@@ -55,6 +55,49 @@ fn system_roots() -> Arc<RootCertStore> {
         .clone()
 }
 
+/// Client configurations built during one `Engine::apply`, shared by every target with
+/// the same settings. Building one per target cost ~100 KiB and ~3 ms each (reqwest
+/// would otherwise load the system CA store for every client, even for plain http).
+/// Rebuilt per apply, so a reload picks up a changed CA bundle.
+#[derive(Default)]
+pub struct ConfigCache {
+    built: std::collections::HashMap<(TlsSettings, bool), Arc<ClientConfig>>,
+}
+
+impl ConfigCache {
+    pub fn get(
+        &mut self,
+        tls: &TlsSettings,
+        alpn_http1: bool,
+    ) -> Result<Arc<ClientConfig>, String> {
+        let key = (tls.clone(), alpn_http1);
+        if let Some(c) = self.built.get(&key) {
+            return Ok(c.clone());
+        }
+        let c = client_config(tls, alpn_http1)?;
+        self.built.insert(key, c.clone());
+        Ok(c)
+    }
+}
+
+/// The configuration handed to reqwest for plain-http probes: it is never used for a
+/// handshake, it only spares reqwest building (and loading roots for) one of its own.
+pub fn plain_http_config() -> Arc<ClientConfig> {
+    static PLAIN: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    PLAIN
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            Arc::new(
+                ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .expect("ring supports the default protocol versions")
+                    .with_root_certificates(RootCertStore::empty())
+                    .with_no_client_auth(),
+            )
+        })
+        .clone()
+}
+
 /// A rustls client configuration for a check's TLS settings.
 pub fn client_config(tls: &TlsSettings, alpn_http1: bool) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -250,13 +293,14 @@ impl TlsProbe {
         tls: &TlsSettings,
         sni: Option<&str>,
         expiry: ExpiryWatch,
+        configs: &mut ConfigCache,
     ) -> Result<TlsProbe, String> {
         let (name, name_text) = server_name(addr, sni)?;
         Ok(TlsProbe {
             addr,
             name,
             name_text,
-            connector: TlsConnector::from(client_config(tls, false)?),
+            connector: TlsConnector::from(configs.get(tls, false)?),
             expiry,
         })
     }

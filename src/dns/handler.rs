@@ -39,10 +39,6 @@ impl Handler {
         Handler { state }
     }
 
-    pub fn state(&self) -> &Shared {
-        &self.state
-    }
-
     /// Answers `req` into `out` (cleared first). Returns `None` when nothing should be
     /// sent (the message was itself a response).
     pub fn respond(&self, req: &Request, protocol: Protocol, out: &mut Vec<u8>) -> Option<Outcome> {

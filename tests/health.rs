@@ -870,3 +870,70 @@ endpoints = [{{ gateway = "g1" }}, {{ gateway = "g2" }}]
     );
     assert_eq!(g.logs().matches("is now DOWN").count(), 1, "{}", g.logs());
 }
+
+/// 9. IPv6 probes, and a probe address that differs from the answer addresses: the
+///    gateway answers with 192.0.2.61 and 2001:db8::61 but is probed at [::1]:port
+///    (an internal VIP, say); when that target fails, both the A and the AAAA answers
+///    lose it, while the other gateway (probed over IPv4) stays.
+#[test]
+fn ipv6_probe_address_separate_from_answers() {
+    let v6 = HttpTarget::start("::1", Reply::ok());
+    let v4 = HttpTarget::start("127.0.0.62", Reply::ok());
+    assert!(v6.addr.is_ipv6());
+    let cfg = format!(
+        r#"{ZONE}
+[[gateway]]
+name = "six"
+addresses = ["192.0.2.61", "2001:db8::61"]
+probe = "{}"
+[[gateway]]
+name = "four"
+addresses = ["192.0.2.62", "2001:db8::62"]
+probe = "{}"
+[[check]]
+name = "hc"
+kind = "http"
+path = "/hc"
+interval = "200ms"
+timeout = "100ms"
+rise = 1
+fall = 1
+[[service]]
+name = "dual.gslb.test"
+check = "hc"
+answers = 2
+endpoints = [{{ gateway = "six" }}, {{ gateway = "four" }}]
+"#,
+        v6.addr, v4.addr
+    );
+    let g = Gslb::start(&cfg);
+    wait_hits(&v6, 1, &g);
+    let both4 = ips(&["192.0.2.61", "192.0.2.62"]);
+    assert_eq!(answer_set(&g, "dual.gslb.test"), both4);
+    let aaaa = |g: &Gslb| -> BTreeSet<std::net::Ipv6Addr> {
+        aaaa_records(&query(g.addr, "dual.gslb.test", RecordType::AAAA))
+            .into_iter()
+            .collect()
+    };
+    let six: std::net::Ipv6Addr = "2001:db8::61".parse().unwrap();
+    let four: std::net::Ipv6Addr = "2001:db8::62".parse().unwrap();
+    assert_eq!(aaaa(&g), [six, four].into_iter().collect());
+
+    v6.set(Reply::no_upstreams());
+    let gone = wait_until(Duration::from_secs(3), || {
+        answer_set(&g, "dual.gslb.test") == ips(&["192.0.2.62"])
+    });
+    assert!(gone.is_some(), "logs:\n{}", g.logs());
+    assert_eq!(aaaa(&g), [four].into_iter().collect());
+    g.wait_log(
+        &format!("target six {} (check hc) is now DOWN: http 503", v6.addr),
+        Duration::from_secs(2),
+    );
+
+    v6.set(Reply::ok());
+    let back = wait_until(Duration::from_secs(3), || {
+        answer_set(&g, "dual.gslb.test") == both4
+    });
+    assert!(back.is_some(), "logs:\n{}", g.logs());
+    assert_eq!(aaaa(&g), [six, four].into_iter().collect());
+}

@@ -37,6 +37,7 @@ record = [
   { name = "alias", type = "CNAME", value = "www" },
   { name = "svc-alias", type = "CNAME", value = "app" },
   { name = "ext", type = "CNAME", value = "target.example.net." },
+  { name = "dangling", type = "CNAME", value = "nothere" },
   { name = "txt", type = "TXT", value = "hello world" },
   { name = "@", type = "MX", value = "10 mail" },
   { name = "mail", type = "A", value = "192.0.2.25", ttl = "5m" },
@@ -973,4 +974,42 @@ fn tcp_client_that_never_reads_is_closed() {
     let m = Message::from_vec(&reply).unwrap();
     assert_eq!(a_records(&m), vec![Ipv4Addr::new(192, 0, 2, 1)]);
     drop(stuck);
+}
+
+/// The end of an in-zone CNAME chain decides the rcode and the negative data (RFC 6604
+/// §2.1, RFC 2308 §2.1/§2.2): a target that does not exist gives NXDOMAIN with the SOA
+/// (the CNAME still in the answer); a target without the type gives NOERROR with the
+/// SOA; a target outside our zones leaves the rest to the resolver.
+#[test]
+fn cname_chain_ends_decide_negative_answers() {
+    let g = start();
+    for t in BOTH {
+        let m = ask(g.addr, "dangling.gslb.test", RecordType::A, t);
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{t:?}");
+        assert!(m.metadata.authoritative);
+        assert_eq!(
+            show(&m.answers),
+            vec!["dangling.gslb.test. 3600 IN CNAME nothere.gslb.test."],
+            "{t:?}"
+        );
+        assert_eq!(show(&m.authorities), vec![neg_soa_gslb()], "{t:?}");
+
+        let m = ask(g.addr, "alias.gslb.test", RecordType::MX, t);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{t:?}");
+        assert_eq!(
+            show(&m.answers),
+            vec!["alias.gslb.test. 3600 IN CNAME www.gslb.test."],
+            "{t:?}"
+        );
+        assert_eq!(show(&m.authorities), vec![neg_soa_gslb()], "{t:?}");
+
+        let m = ask(g.addr, "ext.gslb.test", RecordType::A, t);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{t:?}");
+        assert_eq!(
+            show(&m.answers),
+            vec!["ext.gslb.test. 3600 IN CNAME target.example.net."],
+            "{t:?}"
+        );
+        assert!(m.authorities.is_empty(), "{t:?}");
+    }
 }

@@ -2,9 +2,10 @@
 //! `/v1/explain`, and the override calls (`/v1/drain`, `/v1/undrain`, `/v1/force-up`,
 //! `/v1/force-down`). It knows nothing of probes or snapshots: it talks to a `Backend`.
 //!
-//! Mutating calls are POSTs. When the listener is not on a loopback address they need
+//! Mutating calls are POSTs. When a token is configured they need
 //! `Authorization: Bearer <token>` (the config refuses a non-loopback admin listener
-//! without a token), and every one of them is logged.
+//! without one); requests a browser marks (`Origin`, `Sec-Fetch-Site`) are refused; and
+//! every one of them is logged.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -18,7 +19,7 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -55,12 +56,12 @@ pub async fn serve(
     token: Option<String>,
     shutdown: CancellationToken,
 ) {
-    let local = listener.local_addr().ok();
-    let needs_token = local.is_some_and(|a| !a.ip().is_loopback());
-    let admin = Arc::new(Admin {
-        backend,
-        token: if needs_token { token } else { None },
-    });
+    // A configured token is always enforced; off loopback the config requires one.
+    let admin = Arc::new(Admin { backend, token });
+    // The admin listener shares the process's descriptor table with DNS and the
+    // probes: bound its connections and how long each may live, so that idle or
+    // trickling clients cannot starve those.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -73,21 +74,36 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => return,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            debug!(%peer, "admin connection limit reached; closing");
+            continue;
+        };
         let admin = admin.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = service_fn(move |req| {
                 let admin = admin.clone();
                 async move { Ok::<_, Infallible>(admin.route(req, peer)) }
             });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
-                debug!(error = %e, "admin connection");
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), svc);
+            match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+                Ok(Err(e)) => debug!(error = %e, "admin connection"),
+                Err(_) => debug!(%peer, "admin connection lifetime over; closed"),
+                Ok(Ok(())) => {}
             }
         });
     }
 }
+
+/// Admin connections open at once; more are closed on accept.
+const MAX_CONNECTIONS: usize = 64;
+/// A request's headers must arrive within this.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// No admin connection lives longer than this, however busy.
+const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
 
 type Resp = Response<Full<Bytes>>;
 
@@ -155,6 +171,18 @@ impl Admin {
                 }
             }
             (&Method::POST, "/v1/drain" | "/v1/undrain" | "/v1/force-up" | "/v1/force-down") => {
+                // Browsers add these to cross-site requests; our clients (curl, scripts,
+                // controllers) do not. Refusing them stops a web page from driving the
+                // API through a browser on the same host (CSRF, DNS rebinding).
+                if req.headers().contains_key("origin")
+                    || req.headers().contains_key("sec-fetch-site")
+                {
+                    warn!(%peer, %path, "admin call refused: sent by a browser");
+                    return error(
+                        StatusCode::FORBIDDEN,
+                        "mutating calls are not accepted from browsers",
+                    );
+                }
                 if let Some(token) = &self.token {
                     let ok = req
                         .headers()

@@ -722,14 +722,10 @@ fn compile_http(loc: &Locator<'_>, c: &CheckDef) -> Result<HttpCheck> {
     };
     let host = match &c.host {
         None => None,
-        Some(h)
-            if h.get_ref().is_empty()
-                || h.get_ref()
-                    .contains(|ch: char| ch.is_whitespace() || ch == '/') =>
-        {
-            return Err(loc.error(h.span(), format!("invalid host {:?}", h.get_ref())));
+        Some(h) => {
+            crate::health::host_name(h.get_ref()).map_err(|e| loc.error(h.span(), e))?;
+            Some(h.get_ref().clone())
         }
-        Some(h) => Some(h.get_ref().clone()),
     };
     let mut headers = Vec::new();
     for (k, v) in &c.headers {

@@ -214,6 +214,8 @@ struct Answer<'a> {
     authorities: Vec<&'a Record>,
     additionals: Vec<&'a Record>,
     outcome: Outcome,
+    /// The rcode at the end of an in-zone CNAME chain, when it is not NOERROR.
+    chain_rcode: Option<ResponseCode>,
 }
 
 impl<'a> Answer<'a> {
@@ -224,6 +226,7 @@ impl<'a> Answer<'a> {
             answers: Vec::new(),
             authorities: Vec::new(),
             additionals: Vec::new(),
+            chain_rcode: None,
             outcome: Outcome {
                 rcode: ResponseCode::NoError,
                 qtype: None,
@@ -255,7 +258,7 @@ impl<'a> Answer<'a> {
             // NODATA: NOERROR, empty answer, SOA in authority (RFC 2308 §2.2).
             self.authorities.push(&snap.zones.negative_soa[*zone]);
         }
-        Some(ResponseCode::NoError)
+        Some(self.chain_rcode.unwrap_or(ResponseCode::NoError))
     }
 
     fn service(&mut self, s: usize, qtype: RecordType) -> bool {
@@ -327,19 +330,35 @@ impl<'a> Answer<'a> {
             self.answers.push(cname);
             // Follow the alias one step when the target is ours, so a resolver gets the
             // final address in one round trip (RFC 1034 §4.3.2 step 3a).
-            if let RData::CNAME(target) = &cname.data
-                && let Some((_, node)) = snap.zones.nodes.get(&LowerName::new(&target.0))
-            {
-                match node {
-                    Node::Service(s) => {
-                        self.service(*s, qtype);
-                    }
-                    Node::Static(t) => {
-                        if let Some((_, v)) = t.iter().find(|(rt, _)| *rt == qtype) {
-                            self.answers.extend(v.iter());
+            // The rcode and negative data then describe the end of the chain (RFC 6604
+            // §2.1, RFC 2308 §2.1/§2.2): NXDOMAIN when the target does not exist, and
+            // the target zone's SOA when it has no data of this type.
+            if let RData::CNAME(target) = &cname.data {
+                let target = LowerName::new(&target.0);
+                match snap.zones.nodes.get(&target) {
+                    Some((tz, node)) => {
+                        let found = match node {
+                            Node::Service(s) => self.service(*s, qtype),
+                            Node::Static(t) => match t.iter().find(|(rt, _)| *rt == qtype) {
+                                Some((_, v)) => {
+                                    self.answers.extend(v.iter());
+                                    true
+                                }
+                                None => false,
+                            },
+                            Node::EmptyNonTerminal => false,
+                        };
+                        if !found {
+                            self.authorities.push(&snap.zones.negative_soa[*tz]);
                         }
                     }
-                    Node::EmptyNonTerminal => {}
+                    None => {
+                        if let Some(tz) = snap.zones.zone_of(&target) {
+                            self.chain_rcode = Some(ResponseCode::NXDomain);
+                            self.authorities.push(&snap.zones.negative_soa[tz]);
+                        }
+                        // Outside our zones: the resolver follows the alias itself.
+                    }
                 }
             }
             return true;

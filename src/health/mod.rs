@@ -18,6 +18,8 @@ mod http;
 mod tcp;
 pub mod tls;
 
+pub use http::host_name;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -114,6 +116,14 @@ impl TargetState {
         }
     }
 
+    fn fail_to_start(&self, reason: String) {
+        self.up.store(false, Ordering::Release);
+        self.first_done.store(true, Ordering::Release);
+        let mut d = self.detail.lock().unwrap_or_else(|p| p.into_inner());
+        d.last = Some(Err(reason));
+        d.changed_at = Some(SystemTime::now());
+    }
+
     /// The hysteresis verdict. Endpoints start UP until probes say otherwise.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
@@ -139,6 +149,20 @@ struct Key {
     addr: SocketAddr,
     check: Check,
     host: Option<String>,
+    /// Digest of the check's CA bundle as read at this apply: a rotated bundle (same
+    /// path, new contents) makes a new probe with the new trust anchors.
+    ca_digest: Option<u64>,
+}
+
+/// A digest of a CA bundle's contents (`None` when there is none or it is unreadable;
+/// an unreadable bundle then fails the probe's construction with its own message).
+fn ca_digest(check: &Check) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let path = check.tls.as_ref()?.ca_file.as_ref()?;
+    let bytes = std::fs::read(path).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    Some(h.finish())
 }
 
 struct Running {
@@ -180,10 +204,12 @@ impl Engine {
         let mut states = Vec::with_capacity(plan.targets.len());
         for t in 0..plan.targets.len() {
             let target = &plan.targets[t];
+            let check = &plan.checks[target.check];
             let key = Key {
                 addr: target.addr,
-                check: plan.checks[target.check].clone(),
+                check: check.clone(),
                 host: target.host.clone(),
+                ca_digest: ca_digest(check),
             };
             if let Some(r) = self.running.remove(&key) {
                 states.push(r.state.clone());
@@ -216,8 +242,12 @@ impl Engine {
                     tokio::spawn(run_target(ctx, prober)).abort_handle()
                 }
                 Err(e) => {
-                    // Cannot happen for a validated plan; report and leave it UP.
-                    warn!(target = %plan.target_label(t), error = %e, "cannot start probe");
+                    // Validation should have caught this; if it did not, the target is
+                    // DOWN with the reason (never silently UP and unprobed).
+                    let reason = format!("probe cannot start: {e}");
+                    warn!("target {label} is now DOWN: {reason}");
+                    state.fail_to_start(reason);
+                    self.changed.notify_one();
                     tokio::spawn(async {}).abort_handle()
                 }
             };

@@ -58,7 +58,8 @@ fn system_roots() -> Arc<RootCertStore> {
 /// Client configurations built during one `Engine::apply`, shared by every target with
 /// the same settings. Building one per target cost ~100 KiB and ~3 ms each (reqwest
 /// would otherwise load the system CA store for every client, even for plain http).
-/// Rebuilt per apply, so a reload picks up a changed CA bundle.
+/// Rebuilt per apply; a probe whose CA bundle changed is a new probe (its key holds a
+/// digest of the bundle), so a reload picks up a rotated bundle.
 #[derive(Default)]
 pub struct ConfigCache {
     built: std::collections::HashMap<(TlsSettings, bool), Arc<ClientConfig>>,

@@ -73,28 +73,9 @@ pub struct FamilyTrace {
 /// Parses `203.0.113.0/24` (host bits must be zero, as RFC 7871 §6 requires of the
 /// address a client sends).
 pub fn parse_ecs(s: &str) -> Result<(IpAddr, u8), String> {
-    let (a, p) = s
-        .split_once('/')
-        .ok_or_else(|| format!("ECS {s:?} is not ADDRESS/PREFIX"))?;
-    let addr: IpAddr = a
-        .parse()
-        .map_err(|_| format!("ECS address {a:?} does not parse"))?;
-    let prefix: u8 = p
-        .parse()
-        .map_err(|_| format!("ECS prefix {p:?} is not a number"))?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    if prefix > max {
-        return Err(format!("ECS prefix /{prefix} is longer than the address"));
-    }
-    let bits = match addr {
-        IpAddr::V4(v) => u32::from(v) as u128,
-        IpAddr::V6(v) => u128::from(v),
-    };
-    let host_bits = max - prefix;
-    if host_bits > 0 && bits & ((1u128 << host_bits) - 1) != 0 {
-        return Err(format!("ECS {s} has bits set beyond its prefix"));
-    }
-    Ok((addr, prefix))
+    Net::parse(s)
+        .map(|n| (n.addr, n.prefix))
+        .map_err(|e| format!("ECS {e}"))
 }
 
 pub fn explain(

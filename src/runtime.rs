@@ -336,7 +336,20 @@ impl Backend for Runtime {
             let mut inner = self.lock();
             let plan = inner.plan.clone();
             let gateway_known = |g: &str| plan.gateways.iter().any(|x| x.name == g);
+            // Clearing an override that exists is always allowed, even when a reload
+            // removed its gateway or service: otherwise it could never be cleared and
+            // would come back with the name.
+            let clearing_existing = state.is_none()
+                && match &scope {
+                    Scope::Gateway(g) => inner.overrides.gateways.contains_key(g),
+                    Scope::Endpoint { service, gateway } => inner
+                        .overrides
+                        .endpoints
+                        .get(service)
+                        .is_some_and(|m| m.contains_key(gateway)),
+                };
             match &scope {
+                _ if clearing_existing => {}
                 Scope::Gateway(g) if !gateway_known(g) => {
                     return Err(format!("unknown gateway {g:?}"));
                 }

@@ -458,14 +458,14 @@ name = "with"
 kind = "http"
 path = "/hc"
 interval = "300ms"
-timeout = "150ms"
+timeout = "250ms"
 headers = {{ "X-HealthCheck" = "true" }}
 [[check]]
 name = "without"
 kind = "http"
 path = "/hc"
 interval = "300ms"
-timeout = "150ms"
+timeout = "250ms"
 [[service]]
 name = "with.gslb.test"
 check = "with"
@@ -551,7 +551,7 @@ probe = "{}"
 name = "tcp"
 kind = "tcp"
 interval = "300ms"
-timeout = "150ms"
+timeout = "250ms"
 fall = 2
 [[service]]
 name = "tcp.gslb.test"
@@ -561,7 +561,7 @@ endpoints = [{{ gateway = "t" }}, {{ gateway = "c" }}]
 "#,
         t.addr, c.addr
     );
-    let (interval, timeout, fall) = (ms(300), ms(150), 2u32);
+    let (interval, timeout, fall) = (ms(300), ms(250), 2u32);
     let g = Gslb::start(&cfg);
     let both = ips(&["192.0.2.36", "192.0.2.37"]);
     let only_c = ips(&["192.0.2.37"]);
@@ -624,7 +624,7 @@ name = "hc"
 kind = "http"
 path = "/hc"
 interval = "300ms"
-timeout = "150ms"
+timeout = "250ms"
 [[service]]
 name = "open.gslb.test"
 check = "hc"
@@ -736,7 +736,7 @@ name = "hc"
 kind = "http"
 path = "/hc"
 interval = "300ms"
-timeout = "150ms"
+timeout = "250ms"
 [[service]]
 name = "two.gslb.test"
 check = "hc"
@@ -894,10 +894,10 @@ probe = "{}"
 name = "hc"
 kind = "http"
 path = "/hc"
-interval = "200ms"
-timeout = "100ms"
+interval = "300ms"
+timeout = "250ms"
 rise = 1
-fall = 1
+fall = 2
 [[service]]
 name = "dual.gslb.test"
 check = "hc"

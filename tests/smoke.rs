@@ -23,7 +23,7 @@ name = "hc"
 kind = "http"
 path = "/hc"
 interval = "200ms"
-timeout = "100ms"
+timeout = "150ms"
 [[service]]
 name = "app.gslb.test"
 check = "hc"

@@ -544,6 +544,9 @@ fn compile_check(loc: &Locator<'_>, c: &CheckDef, default_user_agent: &str) -> R
     if interval.is_zero() {
         return Err(loc.error(c.interval.span(), "interval must be greater than zero"));
     }
+    if interval > Duration::from_secs(86_400) {
+        return Err(loc.error(c.interval.span(), "interval must be at most 1 day"));
+    }
     if timeout.is_zero() {
         return Err(loc.error(c.timeout.span(), "timeout must be greater than zero"));
     }
@@ -764,6 +767,9 @@ fn compile_http(loc: &Locator<'_>, c: &CheckDef) -> Result<HttpCheck> {
             out
         }
     };
+    if c.body_limit > 1 << 20 {
+        return Err(loc.error(c.name.span(), "body_limit must be at most 1 MiB"));
+    }
     let expect_body = match &c.expect_body {
         Some(b) if b.get_ref().len() > c.body_limit => {
             return Err(loc.error(b.span(), "expect_body is longer than body_limit"));
@@ -879,8 +885,10 @@ fn split_txt(value: &str) -> Vec<String> {
     out
 }
 
+/// RFC 2181 §8: TTLs are 31-bit; larger values are treated as 0 by receivers, so
+/// clamp to the largest meaningful one.
 fn ttl_secs(d: std::time::Duration) -> u32 {
-    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+    u32::try_from(d.as_secs()).map_or(i32::MAX as u32, |s| s.min(i32::MAX as u32))
 }
 
 fn secs_i32(d: std::time::Duration) -> i32 {

@@ -1,6 +1,8 @@
 //! Authoritative semantics: from a parsed request and the current snapshot to response
-//! bytes. Synchronous and allocation-light: the socket loops in `server.rs` call it
-//! directly for every query.
+//! bytes. Synchronous, lock-free (one `ArcSwap::load`), with records borrowed from the
+//! snapshot; the socket loops in `server.rs` call it directly for every query. It still
+//! allocates a little per query (the section vectors, the response OPT): the
+//! zero-allocation fast path for plain A/AAAA is future work.
 
 use std::net::IpAddr;
 use std::time::Instant;

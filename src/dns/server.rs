@@ -2,8 +2,8 @@
 //!
 //! Why not `hickory_server::Server`: in 0.26.3 it spawns a task per UDP query, one
 //! `ECONNABORTED` from `accept()` ends its TCP listener for good, and its shutdown drops
-//! TCP connections mid-query. The loops below parse with hickory (`Request::from_bytes`)
-//! and encode with hickory (`MessageResponse`), call the handler synchronously, and own
+//! TCP connections mid-query. The loops below parse with hickory (`Request::from_bytes`),
+//! call the handler synchronously (it encodes with hickory-proto's `BinEncoder`), and own
 //! their sockets, so a slow or broken client affects only itself.
 
 use std::io;

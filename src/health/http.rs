@@ -133,10 +133,14 @@ impl HttpProbe {
                 match resp.chunk().await {
                     Ok(Some(chunk)) => {
                         let room = limit - body.len();
+                        let before = body.len();
                         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                        // Search only what is new (plus the overlap a match could
+                        // straddle), so a body trickled in small pieces costs linear
+                        // time, not quadratic.
                         if let Some(needle) = &spec.expect_body
                             && status_ok
-                            && contains(&body, needle)
+                            && contains(&body[before.saturating_sub(needle.len())..], needle)
                         {
                             return Ok(());
                         }

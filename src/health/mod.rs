@@ -401,7 +401,7 @@ async fn run_target(ctx: TaskCtx, prober: Prober) {
         };
         let took = started.elapsed();
         duration.observe(took.as_secs_f64());
-        if result.is_err() && took > check.timeout + starved_slack {
+        if result.is_err() && took > check.timeout.saturating_add(starved_slack) {
             // The timer fired well after the timeout: this process was starved of CPU
             // (or the runtime stalled), so the target's slowness was not measured. Count
             // the probe as inconclusive rather than let local overload flap a healthy

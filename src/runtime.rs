@@ -116,7 +116,11 @@ impl Runtime {
             loop {
                 changed.notified().await;
                 match weak.upgrade() {
-                    Some(rt) => rt.republish(),
+                    // Building a snapshot takes the runtime lock (a reload may hold it):
+                    // do it on the blocking pool, not on a DNS worker thread.
+                    Some(rt) => {
+                        let _ = tokio::task::spawn_blocking(move || rt.republish()).await;
+                    }
                     None => return,
                 }
             }

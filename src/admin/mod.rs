@@ -83,7 +83,17 @@ pub async fn serve(
             let _slot = slot;
             let svc = service_fn(move |req| {
                 let admin = admin.clone();
-                async move { Ok::<_, Infallible>(admin.route(req, peer)) }
+                // Rendering /metrics or /v1/state for thousands of targets, taking the
+                // runtime lock and fsyncing the state file are blocking work: keep them
+                // off the threads that serve DNS.
+                async move {
+                    let resp = tokio::task::spawn_blocking(move || admin.route(req, peer))
+                        .await
+                        .unwrap_or_else(|_| {
+                            error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                        });
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -377,14 +377,14 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
 
     let h0 = a.hits.load(Ordering::SeqCst);
     let t0 = Instant::now();
-    a.set(Reply::no_upstreams());
+    // The target itself answers the next request, and only that one, with 503: exactly
+    // one probe sees the blip, however late this thread runs on a busy machine.
+    a.set_once(Reply::no_upstreams());
     let mut blip_end: Option<Instant> = None;
     let mut answers = 0usize;
     // Poll throughout the blip and for three intervals after it.
     loop {
         if blip_end.is_none() && a.hits.load(Ordering::SeqCst) > h0 {
-            // One probe has now seen the 503: end the blip at once.
-            a.set(Reply::ok());
             blip_end = Some(Instant::now());
         }
         if let Some(end) = blip_end
@@ -409,11 +409,9 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
         thread::sleep(ms(5));
     }
     let blip = blip_end.unwrap() - t0;
-    eprintln!("blip lasted {blip:?}; {answers} answers checked");
-    assert!(
-        blip < interval,
-        "blip of {blip:?} is not shorter than an interval"
-    );
+    // The 503 was served to exactly one request (set_once), so it lasted less than one
+    // interval by construction; the log check below shows that one probe failed.
+    eprintln!("503 served {blip:?} after it was armed; {answers} answers checked");
     // Probes went on after the blip (so fall = 2 had its chance) ...
     assert!(
         a.hits.load(Ordering::SeqCst) >= h0 + 3,

@@ -334,6 +334,7 @@ impl Reply {
 pub struct HttpTarget {
     pub addr: SocketAddr,
     reply: Arc<Mutex<Reply>>,
+    once: Arc<Mutex<Option<Reply>>>,
     stop: Arc<AtomicBool>,
     pub hits: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -344,16 +345,16 @@ impl HttpTarget {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let reply = Arc::new(Mutex::new(reply));
+        let once = Arc::new(Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
         let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (r, st, h) = (reply.clone(), stop.clone(), hits.clone());
+        let (r, o, st, h) = (reply.clone(), once.clone(), stop.clone(), hits.clone());
         thread::spawn(move || {
             while !st.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((s, _)) => {
-                        let r = r.clone();
-                        let h = h.clone();
-                        thread::spawn(move || serve_http(s, &r, &h));
+                        let (r, o, h) = (r.clone(), o.clone(), h.clone());
+                        thread::spawn(move || serve_http(s, &r, &o, &h));
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),
                 }
@@ -363,6 +364,7 @@ impl HttpTarget {
         HttpTarget {
             addr,
             reply,
+            once,
             stop,
             hits,
         }
@@ -370,6 +372,14 @@ impl HttpTarget {
 
     pub fn set(&self, reply: Reply) {
         *self.reply.lock().unwrap() = reply;
+        *self.once.lock().unwrap() = None;
+    }
+
+    /// The next request (and only that one) gets `reply`; later ones get the current
+    /// reply again. Decided in the server under one lock, so exactly one probe sees it
+    /// however late the test thread runs.
+    pub fn set_once(&self, reply: Reply) {
+        *self.once.lock().unwrap() = Some(reply);
     }
 
     /// Stops accepting and closes the listening socket.
@@ -385,7 +395,12 @@ impl Drop for HttpTarget {
     }
 }
 
-fn serve_http(mut s: TcpStream, reply: &Mutex<Reply>, hits: &std::sync::atomic::AtomicUsize) {
+fn serve_http(
+    mut s: TcpStream,
+    reply: &Mutex<Reply>,
+    once: &Mutex<Option<Reply>>,
+    hits: &std::sync::atomic::AtomicUsize,
+) {
     s.set_nonblocking(false).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = Vec::new();
@@ -401,7 +416,11 @@ fn serve_http(mut s: TcpStream, reply: &Mutex<Reply>, hits: &std::sync::atomic::
     }
     hits.fetch_add(1, Ordering::SeqCst);
     let head = String::from_utf8_lossy(&buf).to_string();
-    let r = reply.lock().unwrap().clone();
+    let r = once
+        .lock()
+        .unwrap()
+        .take()
+        .unwrap_or_else(|| reply.lock().unwrap().clone());
     let (status, body) = match &r.require_header {
         Some((name, value)) => {
             let present = head.lines().skip(1).any(|l| {

@@ -17,10 +17,17 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const INTERVAL_MS: u64 = 300;
-const TIMEOUT_MS: u64 = 250;
+// Generous against scheduler stalls of a busy shared CI machine: a healthy loopback
+// probe must never come near the timeout, and a reset must stay far below half of it.
+const INTERVAL_MS: u64 = 700;
+const TIMEOUT_MS: u64 = 600;
+/// The reason a probe that hit the timeout gives.
+fn timeout_reason() -> String {
+    format!("timeout after {TIMEOUT_MS}ms")
+}
+
 /// How long the healthy target's schedule is watched.
-const WINDOW: Duration = Duration::from_secs(5);
+const WINDOW: Duration = Duration::from_secs(6);
 
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
@@ -140,7 +147,7 @@ fn assert_down(g: &Gslb, addr: SocketAddr, check: &str, reason: &str) -> Vec<(bo
 
 // ------------------------------------------------------------------------------ tests
 
-/// A target that accepts and never answers: `timeout after 250ms`, each probe taking
+/// A target that accepts and never answers: `timeout after <TIMEOUT_MS>ms`, each probe taking
 /// the whole timeout and no more.
 #[test]
 fn hung_http_target_times_out() {
@@ -155,7 +162,7 @@ fn hung_http_target_times_out() {
         ),
     ));
     watch_healthy(&g, &healthy, || {});
-    let probes = assert_down(&g, bad.addr(), "bad", "timeout after 250ms");
+    let probes = assert_down(&g, bad.addr(), "bad", &timeout_reason());
     assert!(
         probes.iter().all(|p| p.1 >= TIMEOUT_MS),
         "a hung probe ended before its timeout: {probes:?}"
@@ -164,7 +171,7 @@ fn hung_http_target_times_out() {
     assert!(bad.http_requests.load(Ordering::SeqCst) >= 3);
 }
 
-/// A target that sends its response headers one byte per second: `timeout after 250ms`.
+/// A target that sends its response headers one byte per second: `timeout after <TIMEOUT_MS>ms`.
 #[test]
 fn slow_headers_time_out() {
     let healthy = HttpTarget::start("127.0.0.212", Reply::ok());
@@ -178,7 +185,7 @@ fn slow_headers_time_out() {
         ),
     ));
     watch_healthy(&g, &healthy, || {});
-    let probes = assert_down(&g, bad.addr(), "bad", "timeout after 250ms");
+    let probes = assert_down(&g, bad.addr(), "bad", &timeout_reason());
     assert!(probes.iter().all(|p| p.1 >= TIMEOUT_MS), "{probes:?}");
     assert!(bad.http_requests.load(Ordering::SeqCst) >= 3);
 }
@@ -218,7 +225,7 @@ fn endless_body_fails_at_the_limit() {
 }
 
 /// A `tls` check against a server that accepts TCP, reads the ClientHello and never
-/// sends a ServerHello: `timeout after 250ms`.
+/// sends a ServerHello: `timeout after <TIMEOUT_MS>ms`.
 #[test]
 fn stalled_tls_handshake_times_out() {
     let healthy = HttpTarget::start("127.0.0.216", Reply::ok());
@@ -235,7 +242,7 @@ fn stalled_tls_handshake_times_out() {
         ),
     ));
     watch_healthy(&g, &healthy, || {});
-    let probes = assert_down(&g, bad.addr(), "bad", "timeout after 250ms");
+    let probes = assert_down(&g, bad.addr(), "bad", &timeout_reason());
     assert!(probes.iter().all(|p| p.1 >= TIMEOUT_MS), "{probes:?}");
     // What arrived was a TLS handshake record (the ClientHello), never an HTTP request.
     assert!(bad.tls_hellos.load(Ordering::SeqCst) >= 3);
@@ -333,7 +340,10 @@ fn two_hundred_hung_targets() {
         max_held = max_held.max(bad.held.load(Ordering::SeqCst));
     });
     let all_down = wait_until(Duration::from_secs(5), || {
-        logs(&g).matches("is now DOWN: timeout after 250ms").count() == N
+        logs(&g)
+            .matches(&format!("is now DOWN: {}", timeout_reason()))
+            .count()
+            == N
     });
     assert!(all_down.is_some(), "{}", logs(&g));
     let text = logs(&g);
@@ -344,15 +354,15 @@ fn two_hundred_hung_targets() {
                 &format!("bad{i}"),
                 *a,
                 "bad",
-                "timeout after 250ms",
+                &timeout_reason(),
                 "bad.gslb.test"
             )),
             "bad{i} {a}"
         );
     }
     assert!(answered_set(g.addr, "bad.gslb.test", 1).is_empty());
-    // The hung probes really ran side by side: each holds a connection for 250 ms of
-    // every 300 ms, so well over a hundred were open at once.
+    // The hung probes really ran side by side: each holds a connection for TIMEOUT_MS
+    // of every INTERVAL_MS, so well over a hundred were open at once.
     eprintln!(
         "hung connections: {} accepted, at most {max_held} held at once",
         bad.accepted.load(Ordering::SeqCst)

@@ -416,7 +416,14 @@ async fn run_target(ctx: TaskCtx, prober: Prober) {
             Err(e) if e.0.starts_with("timeout") => outcomes[2].inc(),
             Err(_) => outcomes[1].inc(),
         }
-        debug!(target = %ctx.label, ok = result.is_ok(), ms = took.as_millis() as u64, "probe done");
+        match &result {
+            Ok(()) => {
+                debug!(target = %ctx.label, ok = true, ms = took.as_millis() as u64, "probe done")
+            }
+            Err(e) => {
+                debug!(target = %ctx.label, ok = false, ms = took.as_millis() as u64, reason = %e, "probe done")
+            }
+        }
         let flipped = hyst.record(result.is_ok());
         {
             let mut d = ctx.state.detail.lock().unwrap_or_else(|p| p.into_inner());

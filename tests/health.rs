@@ -42,26 +42,6 @@ fn answer_set(g: &Gslb, name: &str) -> BTreeSet<Ipv4Addr> {
     s
 }
 
-/// The server's log with ANSI colour codes removed (field names are styled otherwise).
-fn plain_logs(g: &Gslb) -> String {
-    let raw = g.logs();
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI sequence: ESC [ params final-byte (0x40..=0x7e).
-            for d in chars.by_ref() {
-                if ('@'..='~').contains(&d) && d != '[' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Queries `name` once per round (5 ms apart) until `cond` holds on one answer, or
 /// `within` has passed since `t0`. Returns the time from `t0` to the first answer that
 /// satisfied `cond`. `seen` receives every answer on the way.
@@ -347,7 +327,7 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
     // The outcomes of a's probes so far, from the debug log (true = ok).
     let probes_of_a = |g: &Gslb| -> Vec<bool> {
         let needle = format!("probe done target=a {} ", a.addr);
-        plain_logs(g)
+        g.logs()
             .lines()
             .filter(|l| l.contains(&needle))
             .map(|l| l.contains("ok=true"))
@@ -419,7 +399,7 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
     );
     // ... and of a's probes from the blip on, exactly the first failed (it saw the 503)
     // and the following ones passed; nothing flipped.
-    let logs = plain_logs(&g);
+    let logs = g.logs();
     let after = probes_of_a(&g)[before.len()..].to_vec();
     assert!(
         after.len() >= 3 && !after[0] && after[1..].iter().all(|ok| *ok),
@@ -832,7 +812,7 @@ endpoints = [{{ gateway = "g1" }}, {{ gateway = "g2" }}]
     let g = Gslb::start(&cfg);
     // Three endpoints in two services over two gateways: one probe target.
     g.wait_log("serving", Duration::from_secs(5));
-    let logs = plain_logs(&g);
+    let logs = g.logs();
     let serving = logs.lines().find(|l| l.contains("serving")).unwrap();
     assert!(serving.contains("targets=1"), "{serving}");
 

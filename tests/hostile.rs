@@ -34,7 +34,7 @@ fn ip(s: &str) -> Ipv4Addr {
 }
 
 fn logs(g: &Gslb) -> String {
-    strip_ansi(&g.logs())
+    g.logs()
 }
 
 /// A check with the common schedule (rise = fall = 2) and `body` for the rest.

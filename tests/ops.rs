@@ -289,27 +289,8 @@ fn assert_answers(g: &Gslb, name: &str, want: &[&str], n: usize) {
     }
 }
 
-/// The server's log with ANSI colour codes removed.
-fn plain_logs(g: &Gslb) -> String {
-    let raw = g.logs();
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for d in chars.by_ref() {
-                if ('@'..='~').contains(&d) && d != '[' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn count_logs(g: &Gslb, needle: &str) -> usize {
-    plain_logs(g).matches(needle).count()
+    g.logs().matches(needle).count()
 }
 
 fn wait_ready(g: &Gslb) {
@@ -857,7 +838,7 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "c" }}]
     baseline(&g);
     check_overrides(json!({"gateways": {}, "endpoints": {}}));
     assert!(
-        plain_logs(&g).contains("admin override applied"),
+        g.logs().contains("admin override applied"),
         "mutating calls are logged"
     );
 }
@@ -979,7 +960,10 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
         assert_eq!(state(&g)["overrides"], none, "{headers:?}");
     }
     assert_answers(&g, "app.gslb.test", &["192.0.2.1", "192.0.2.2"], 5);
-    assert!(plain_logs(&g).contains("admin call refused: missing or wrong bearer token"));
+    assert!(
+        g.logs()
+            .contains("admin call refused: missing or wrong bearer token")
+    );
 
     let r = http(
         admin,
@@ -1185,7 +1169,7 @@ fn reload_under_load_loses_nothing() {
                 || count_logs(&g, "reload rejected, keeping previous config:") > bad0
         });
         assert!(done.is_some(), "reload {i} not logged; logs:\n{}", g.logs());
-        let logs = plain_logs(&g);
+        let logs = g.logs();
         let (ok1, bad1) = (
             logs.matches("configuration reloaded from").count(),
             logs.matches("reload rejected, keeping previous config:")
@@ -1261,7 +1245,7 @@ fn reload_under_load_loses_nothing() {
     assert!(sent >= 200, "too little load to mean anything: {sent}");
 
     // Probe state untouched: no flips logged, changed times unchanged, probes went on.
-    let logs = plain_logs(&g);
+    let logs = g.logs();
     assert!(
         !logs.contains("is now DOWN") && !logs.contains("is now UP"),
         "{logs}"
@@ -1842,11 +1826,7 @@ fn sigterm_exits_zero_within_the_grace_period() {
         "{took:?}: the grace period was not given"
     );
     assert!(took <= GRACE + Duration::from_millis(750), "{took:?}");
-    assert!(
-        plain_logs(&g).contains("grace period of 3s over"),
-        "{}",
-        g.logs()
-    );
+    assert!(g.logs().contains("grace period of 3s over"), "{}", g.logs());
     drop(s);
 
     let mut g = Gslb::start(&term_cfg());
@@ -1858,7 +1838,7 @@ fn sigterm_exits_zero_within_the_grace_period() {
     eprintln!("plain SIGTERM: exit {st:?} after {took:?}");
     assert_eq!(st.code(), Some(0), "logs:\n{}", g.logs());
     assert!(took < Duration::from_secs(1), "{took:?}");
-    assert!(plain_logs(&g).contains("stopped"));
+    assert!(g.logs().contains("stopped"));
 }
 
 /// 8c. Signals sent as soon as the process has announced its addresses are handled:
@@ -1870,7 +1850,7 @@ fn signals_right_after_startup_are_handled() {
         let mut g = Gslb::start(&term_cfg());
         g.signal("HUP");
         let done = wait_until(Duration::from_secs(5), || {
-            plain_logs(&g).contains("configuration reloaded from") || !g.is_running()
+            g.logs().contains("configuration reloaded from") || !g.is_running()
         });
         assert!(done.is_some(), "round {i}: no reload; logs:\n{}", g.logs());
         assert!(

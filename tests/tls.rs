@@ -57,7 +57,7 @@ fn down_line(label: &str, reason: &str, service: &str) -> String {
 }
 
 fn logs(g: &Gslb) -> String {
-    strip_ansi(&g.logs())
+    g.logs()
 }
 
 /// Waits until `label` has at least `n` successful probes in the debug log.

@@ -551,24 +551,6 @@ fn misbehave(
 
 // ----------------------------------------------------------------------------- logs
 
-/// Logs with ANSI colour codes removed (field names are styled otherwise).
-pub fn strip_ansi(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for d in chars.by_ref() {
-                if ('@'..='~').contains(&d) && d != '[' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// One `probe done` debug line: (ok, ms).
 pub fn probes_of(logs: &str, label: &str) -> Vec<(bool, u64)> {
     let needle = format!("probe done target={label} ");

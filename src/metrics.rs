@@ -259,6 +259,53 @@ impl Metrics {
         String::from_utf8(buf).expect("prometheus text is UTF-8")
     }
 
+    /// Removes the series of services, endpoints and probe targets that `old` had and
+    /// `new` does not, so that a long-running server with config churn does not keep
+    /// exporting (and growing) series for things that are gone.
+    pub fn forget_removed(&self, old: &Plan, new: &Plan) {
+        let pairs = |p: &Plan| -> std::collections::HashSet<(String, String)> {
+            p.services
+                .iter()
+                .flat_map(|s| {
+                    let svc = s.name.to_string();
+                    s.endpoints
+                        .iter()
+                        .map(move |e| (svc.clone(), p.gateways[e.gateway].name.clone()))
+                })
+                .collect()
+        };
+        let (before, after) = (pairs(old), pairs(new));
+        for (svc, ep) in before.difference(&after) {
+            let _ = self
+                .answers
+                .remove_label_values(&[svc.as_str(), ep.as_str()]);
+        }
+        let services = |p: &Plan| -> std::collections::HashSet<String> {
+            p.services.iter().map(|s| s.name.to_string()).collect()
+        };
+        for svc in services(old).difference(&services(new)) {
+            let _ = self.fail_open.remove_label_values(&[svc.as_str()]);
+            let _ = self.panic.remove_label_values(&[svc.as_str()]);
+        }
+        let targets = |p: &Plan| -> std::collections::HashSet<(String, String)> {
+            p.targets
+                .iter()
+                .filter(|t| p.checks[t.check].tls.is_some())
+                .map(|t| {
+                    (
+                        p.checks[t.check].name.clone(),
+                        cert_target_label(t.addr, t.host.as_deref()),
+                    )
+                })
+                .collect()
+        };
+        for (check, target) in targets(old).difference(&targets(new)) {
+            let _ = self
+                .cert_expiry
+                .remove_label_values(&[check.as_str(), target.as_str()]);
+        }
+    }
+
     /// Resolves the children the query path needs for `plan`.
     pub fn for_plan(&self, plan: &Plan) -> PlanMetrics {
         let zones: Vec<String> = std::iter::once(String::new())
@@ -361,5 +408,14 @@ impl PlanMetrics {
 
     pub fn panic(&self, service: usize) {
         self.panic[service].inc();
+    }
+}
+
+/// The `target` label of the certificate-expiry gauge: the probe address, and the
+/// per-service host when there is one.
+pub fn cert_target_label(addr: std::net::SocketAddr, host: Option<&str>) -> String {
+    match host {
+        Some(h) => format!("{addr} {h}"),
+        None => addr.to_string(),
     }
 }

@@ -197,9 +197,11 @@ impl Runtime {
             inner.states = inner.engine.apply(&plan);
             inner.zones = Arc::new(Zones::build(&plan));
             inner.plan_metrics = Arc::new(self.metrics.for_plan(&plan));
-            inner.plan = plan.clone();
-            // Series of services or endpoints that are gone would linger otherwise.
+            // Series of services, endpoints and targets that are gone would linger
+            // otherwise.
+            self.metrics.forget_removed(&inner.plan, &plan);
             self.metrics.endpoint_up.reset();
+            inner.plan = plan.clone();
         }
         self.republish();
         self.metrics.reloads.with_label_values(&["success"]).inc();

@@ -1868,3 +1868,96 @@ fn signals_right_after_startup_are_handled() {
         assert_eq!(st.code(), Some(0), "round {i}: {st:?}; logs:\n{}", g.logs());
     }
 }
+
+/// A reload that removes a service and a gateway also removes their series from
+/// `/metrics` (answers, fail-open, endpoint up), so config churn does not leave stale
+/// series behind; the surviving service keeps counting.
+#[test]
+fn reload_forgets_series_of_removed_services() {
+    let cfg = |with_two: bool| {
+        let mut c = format!(
+            r#"[server]
+listen = ["127.0.0.1:0"]
+udp_sockets = 1
+[admin]
+listen = "127.0.0.1:0"
+{ZONE}
+[[gateway]]
+name = "g1"
+addresses = ["192.0.2.1"]
+[[gateway]]
+name = "g2"
+addresses = ["192.0.2.2"]
+[[service]]
+name = "one.gslb.test"
+endpoints = [{{ gateway = "g1" }}]
+"#
+        );
+        if with_two {
+            c.push_str(
+                "[[service]]\nname = \"two.gslb.test\"\nendpoints = [{ gateway = \"g2\" }]\n",
+            );
+        }
+        c
+    };
+    let g = Gslb::start(&cfg(true));
+    for name in ["one.gslb.test", "two.gslb.test"] {
+        assert_eq!(udp_once(g.addr, name, RecordType::A).answers.len(), 1);
+    }
+    let text = scrape(&g);
+    let two = [("service", "two.gslb.test."), ("endpoint", "g2")];
+    let two_up = [
+        ("service", "two.gslb.test."),
+        ("endpoint", "g2"),
+        ("region", ""),
+    ];
+    assert_eq!(
+        metric(&text, "gslb_answers_total", &two),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "gslb_endpoint_up", &two_up).is_some(),
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "gslb_fail_open_answers_total",
+            &[("service", "two.gslb.test.")]
+        )
+        .is_some(),
+        "{text}"
+    );
+
+    std::fs::write(&g.config_path, cfg(false)).unwrap();
+    g.signal("HUP");
+    g.wait_log(
+        &format!("configuration reloaded from {}", g.config_path.display()),
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        udp_once(g.addr, "one.gslb.test", RecordType::A)
+            .answers
+            .len(),
+        1
+    );
+    let text = scrape(&g);
+    assert_eq!(metric(&text, "gslb_answers_total", &two), None, "{text}");
+    assert_eq!(metric(&text, "gslb_endpoint_up", &two_up), None, "{text}");
+    assert_eq!(
+        metric(
+            &text,
+            "gslb_fail_open_answers_total",
+            &[("service", "two.gslb.test.")]
+        ),
+        None,
+        "{text}"
+    );
+    let one = [("service", "one.gslb.test."), ("endpoint", "g1")];
+    assert_eq!(
+        metric(&text, "gslb_answers_total", &one),
+        Some(2.0),
+        "{text}"
+    );
+}

@@ -292,10 +292,7 @@ impl Prober {
     ) -> Result<Prober, String> {
         let host = key.host.as_deref();
         let expiry = |tls: &crate::plan::TlsSettings| {
-            let target = match host {
-                Some(h) => format!("{} {h}", key.addr),
-                None => key.addr.to_string(),
-            };
+            let target = crate::metrics::cert_target_label(key.addr, host);
             tls::ExpiryWatch::new(
                 label.to_string(),
                 tls.expiry_warning,

@@ -10,7 +10,7 @@ use hickory_proto::rr::{LowerName, Name};
 use serde_json::{Value, json};
 
 use crate::answer::{Decision, Pool};
-use crate::locality::{self, Capacity, Net};
+use crate::locality::Net;
 use crate::snapshot::{Node, Snapshot};
 
 pub struct Explanation {
@@ -175,44 +175,18 @@ fn trace_service(
             }
         })
         .collect();
-    // The chain as the snapshot weighed it: capacity per region (IPv4 endpoints).
+    // The chain as the snapshot weighed it (the A pool's), from the same code.
     let chain = match region {
         None => Vec::new(),
-        Some(r) => {
-            let regions = plan.regions[r].chain(r);
-            let enabled =
-                |ei: usize| !table.endpoints[ei].drained() && svc.endpoints[ei].weight > 0;
-            let caps: Vec<Capacity> = regions
-                .iter()
-                .map(|&ri| {
-                    let idx: Vec<usize> = (0..svc.endpoints.len())
-                        .filter(|&ei| {
-                            let gw = &plan.gateways[svc.endpoints[ei].gateway];
-                            gw.region_index == Some(ri) && !gw.v4.is_empty() && enabled(ei)
-                        })
-                        .collect();
-                    Capacity {
-                        total: idx.iter().map(|&e| svc.endpoints[e].weight as u64).sum(),
-                        healthy: idx
-                            .iter()
-                            .filter(|&&e| table.panic || table.endpoints[e].ready())
-                            .map(|&e| svc.endpoints[e].weight as u64)
-                            .sum(),
-                    }
-                })
-                .collect();
-            let loads = locality::loads(&caps, svc.overprovisioning);
-            regions
-                .iter()
-                .zip(caps.iter().zip(loads))
-                .map(|(&ri, (c, load))| ChainStep {
-                    region: plan.regions[ri].name.clone(),
-                    total: c.total,
-                    healthy: c.healthy,
-                    load,
-                })
-                .collect()
-        }
+        Some(r) => crate::snapshot::region_chain(plan, s, table, r, false)
+            .into_iter()
+            .map(|(ri, c, load)| ChainStep {
+                region: plan.regions[ri].name.clone(),
+                total: c.total,
+                healthy: c.healthy,
+                load,
+            })
+            .collect(),
     };
     let slot = table.slot(region);
     let family = |qtype: &'static str, pool: &Pool| {

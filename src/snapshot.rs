@@ -358,6 +358,38 @@ impl TableCtx<'_> {
         }
     }
 
+    fn in_region(&self, e: usize, region: usize) -> bool {
+        self.plan.gateways[self.svc.endpoints[e].gateway].region_index == Some(region)
+    }
+
+    /// The client region's chain (the region, then its fallbacks), each with its
+    /// enabled and ready weight among `present` and the share of load it takes.
+    fn chain(&self, present: &[usize], r: usize, all_healthy: bool) -> Vec<(usize, Capacity, f64)> {
+        let chain = self.plan.regions[r].chain(r);
+        let caps: Vec<Capacity> = chain
+            .iter()
+            .map(|&ri| Capacity {
+                total: present
+                    .iter()
+                    .filter(|&&e| self.in_region(e, ri) && self.enabled(e))
+                    .map(|&e| self.weight(e))
+                    .sum(),
+                healthy: present
+                    .iter()
+                    .filter(|&&e| self.in_region(e, ri) && self.ready(e, all_healthy))
+                    .map(|&e| self.weight(e))
+                    .sum(),
+            })
+            .collect();
+        let loads = locality::loads(&caps, self.svc.overprovisioning);
+        chain
+            .into_iter()
+            .zip(caps)
+            .zip(loads)
+            .map(|((r, c), l)| (r, c, l))
+            .collect()
+    }
+
     /// Candidates by locality; `None` when nothing in reach is ready.
     fn candidates(
         &self,
@@ -375,41 +407,22 @@ impl TableCtx<'_> {
                 .collect();
             return (!c.is_empty()).then_some(c);
         };
-        let chain = self.plan.regions[r].chain(r);
-        let in_region = |e: usize, ri: usize| {
-            self.plan.gateways[self.svc.endpoints[e].gateway].region_index == Some(ri)
-        };
-        let caps: Vec<Capacity> = chain
-            .iter()
-            .map(|&ri| Capacity {
-                total: present
-                    .iter()
-                    .filter(|&&e| in_region(e, ri) && self.enabled(e))
-                    .map(|&e| self.weight(e))
-                    .sum(),
-                healthy: present
-                    .iter()
-                    .filter(|&&e| in_region(e, ri) && self.ready(e, all_healthy))
-                    .map(|&e| self.weight(e))
-                    .sum(),
-            })
-            .collect();
-        if caps.iter().all(|c| c.total == 0) {
+        let steps = self.chain(present, r, all_healthy);
+        if steps.iter().all(|(_, c, _)| c.total == 0) {
             // The service has nothing enabled in this client's chain (no gateway in
             // those regions, or only unlabelled ones): locality cannot apply, so the
             // client is served like one in no region. Otherwise it would fall through
             // to fail-open and get every endpoint, unhealthy ones included.
             return self.candidates(present, fam, None, all_healthy);
         }
-        let loads = locality::loads(&caps, self.svc.overprovisioning);
         let mut out = Vec::new();
-        for (k, &ri) in chain.iter().enumerate() {
-            if loads[k] <= 0.0 || caps[k].healthy == 0 {
+        for &(ri, cap, load) in &steps {
+            if load <= 0.0 || cap.healthy == 0 {
                 continue;
             }
             for &e in present {
-                if in_region(e, ri) && self.ready(e, all_healthy) {
-                    let share = loads[k] * self.weight(e) as f64 / caps[k].healthy as f64;
+                if self.in_region(e, ri) && self.ready(e, all_healthy) {
+                    let share = load * self.weight(e) as f64 / cap.healthy as f64;
                     let w = (share * WEIGHT_SCALE).round().max(1.0) as u64;
                     out.push(self.candidate(e, fam, w));
                 }
@@ -417,6 +430,29 @@ impl TableCtx<'_> {
         }
         (!out.is_empty()).then_some(out)
     }
+}
+
+/// The region chain the answer tables weigh for a client in `region`, for the A
+/// (`v6 = false`) or AAAA pool of service `s`: (region, capacity, load) per step. The
+/// same computation the tables were built with, for `explain`.
+pub fn region_chain(
+    plan: &Plan,
+    s: usize,
+    table: &ServiceTable,
+    region: usize,
+    v6: bool,
+) -> Vec<(usize, Capacity, f64)> {
+    let ctx = TableCtx {
+        plan,
+        svc: &plan.services[s],
+        views: &table.endpoints,
+        panic: table.panic,
+    };
+    let fam = if v6 { Family::V6 } else { Family::V4 };
+    let present: Vec<usize> = (0..ctx.svc.endpoints.len())
+        .filter(|&e| ctx.has_family(e, fam))
+        .collect();
+    ctx.chain(&present, region, table.panic)
 }
 
 /// The published state: one `ArcSwap` holding the current snapshot.

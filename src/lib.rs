@@ -4,6 +4,8 @@
 //!
 //! config (TOML) → `Plan` → health engine → `Snapshot` (ArcSwap) → DNS front.
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod answer;
 pub mod config;

@@ -108,7 +108,7 @@ pub struct Placement {
 impl RegionIndex {
     pub fn new(regions: impl IntoIterator<Item = (usize, Net)>) -> Self {
         let mut nets: Vec<(Net, usize)> = regions.into_iter().map(|(r, n)| (n, r)).collect();
-        nets.sort_by(|a, b| b.0.prefix.cmp(&a.0.prefix));
+        nets.sort_by_key(|n| std::cmp::Reverse(n.0.prefix));
         RegionIndex { nets }
     }
 

@@ -1204,8 +1204,7 @@ fn reload_under_load_loses_nothing() {
             );
             let last = logs
                 .lines()
-                .filter(|l| l.contains("reload rejected"))
-                .last()
+                .rfind(|l| l.contains("reload rejected"))
                 .unwrap();
             assert!(last.contains(&want), "want {want:?} in\n{last}");
         }

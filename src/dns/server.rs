@@ -155,10 +155,10 @@ async fn udp_loop(socket: UdpSocket, handler: Arc<Handler>, shutdown: Cancellati
         if src.port() == 0 {
             continue; // cannot be answered, and a classic reflection trick
         }
-        if answer(&handler, &buf[..len], src, Protocol::Udp, &mut out) {
-            if let Err(e) = socket.send_to(&out, src).await {
-                debug!(error = %e, %src, "udp send");
-            }
+        if answer(&handler, &buf[..len], src, Protocol::Udp, &mut out)
+            && let Err(e) = socket.send_to(&out, src).await
+        {
+            debug!(error = %e, %src, "udp send");
         }
     }
 }

@@ -324,10 +324,8 @@ impl TableCtx<'_> {
         } else {
             (Decision::Healthy, false)
         };
-        if let Some(c) = self.candidates(&present, fam, region, as_if_healthy)
-            && !c.is_empty()
-        {
-            return Pool::new(decision, c);
+        if let Some((c, groups)) = self.candidates(&present, fam, region, as_if_healthy) {
+            return Pool::grouped(decision, c, groups);
         }
         match self.svc.all_down {
             AllDown::FailClosed => Pool::new(Decision::FailClosed, Vec::new()),
@@ -335,17 +333,17 @@ impl TableCtx<'_> {
                 // As if every endpoint were healthy (drained ones stay out: a drain is
                 // the operator saying "not this one"). When every weight is zero, each
                 // gets the same share, as Route 53 does.
-                let c = self
-                    .candidates(&present, fam, region, true)
-                    .filter(|c| !c.is_empty())
-                    .unwrap_or_else(|| {
+                match self.candidates(&present, fam, region, true) {
+                    Some((c, groups)) => Pool::grouped(Decision::FailOpen, c, groups),
+                    None => Pool::new(
+                        Decision::FailOpen,
                         present
                             .iter()
                             .filter(|&&e| !self.views[e].drained())
                             .map(|&e| self.candidate(e, fam, 1))
-                            .collect()
-                    });
-                Pool::new(Decision::FailOpen, c)
+                            .collect(),
+                    ),
+                }
             }
         }
     }
@@ -390,14 +388,15 @@ impl TableCtx<'_> {
             .collect()
     }
 
-    /// Candidates by locality; `None` when nothing in reach is ready.
+    /// Candidates by locality, with the exclusive end of each region's group (one
+    /// group when the client is in no region); `None` when nothing in reach is ready.
     fn candidates(
         &self,
         present: &[usize],
         fam: Family,
         region: Option<usize>,
         all_healthy: bool,
-    ) -> Option<Vec<Candidate>> {
+    ) -> Option<(Vec<Candidate>, Vec<usize>)> {
         let Some(r) = region else {
             // Unknown client, or no locality: every ready endpoint, by weight.
             let c: Vec<Candidate> = present
@@ -405,7 +404,8 @@ impl TableCtx<'_> {
                 .filter(|&&e| self.ready(e, all_healthy))
                 .map(|&e| self.candidate(e, fam, self.weight(e)))
                 .collect();
-            return (!c.is_empty()).then_some(c);
+            let len = c.len();
+            return (len > 0).then_some((c, vec![len]));
         };
         let steps = self.chain(present, r, all_healthy);
         if steps.iter().all(|(_, c, _)| c.total == 0) {
@@ -415,7 +415,10 @@ impl TableCtx<'_> {
             // to fail-open and get every endpoint, unhealthy ones included.
             return self.candidates(present, fam, None, all_healthy);
         }
+        // One group per region that takes load: spillover moves whole answers, so an
+        // answer of several endpoints is drawn within one region (`Pool::draw`).
         let mut out = Vec::new();
+        let mut groups = Vec::new();
         for &(ri, cap, load) in &steps {
             if load <= 0.0 || cap.healthy == 0 {
                 continue;
@@ -427,8 +430,11 @@ impl TableCtx<'_> {
                     out.push(self.candidate(e, fam, w));
                 }
             }
+            if groups.last() != Some(&out.len()) && !out.is_empty() {
+                groups.push(out.len());
+            }
         }
-        (!out.is_empty()).then_some(out)
+        (!out.is_empty()).then_some((out, groups))
     }
 }
 

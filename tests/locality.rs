@@ -580,6 +580,13 @@ spillover = true
 endpoints = [{{ gateway = "eu1" }}, {{ gateway = "eu2" }}, {{ gateway = "us1" }},
              {{ gateway = "us2" }}, {{ gateway = "ap1" }}]
 [[service]]
+name = "spill3.gslb.test"
+check = "hc"
+spillover = true
+answers = 3
+endpoints = [{{ gateway = "eu1" }}, {{ gateway = "eu2" }}, {{ gateway = "us1" }},
+             {{ gateway = "us2" }}, {{ gateway = "ap1" }}]
+[[service]]
 name = "keep.gslb.test"
 check = "hc"
 overprovisioning = 2.0
@@ -625,6 +632,45 @@ endpoints = [{{ gateway = "eu1" }}, {{ gateway = "eu2" }}, {{ gateway = "us1" }}
     // us clients are unaffected: their own region is whole.
     let c = count(&g, US_SRC, "spill.gslb.test", None, 0, N);
     assert_shares("spill, us source", &c, &[("us1", 50.0), ("us2", 50.0)]);
+
+    // answers = 3: spillover moves whole answers. Each answer holds one region's
+    // ready endpoints only ({eu1} or {us1, us2}), 70/30, and none mixes regions.
+    let (eu_only, us_only) = (set_of(&["eu1"]), set_of(&["us1", "us2"]));
+    let (mut eu_answers, mut us_answers) = (0usize, 0usize);
+    let sock = UdpSocket::bind((EU_SRC.parse::<IpAddr>().unwrap(), 0)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..N {
+        let q = query_msg("spill3.gslb.test", RecordType::A, None);
+        let bytes = q.to_vec().unwrap();
+        let m = loop {
+            sock.send_to(&bytes, g.addr).unwrap();
+            // One resend covers a rare loopback drop; stale replies are skipped.
+            if let Ok((k, _)) = sock.recv_from(&mut buf) {
+                let m = Message::from_vec(&buf[..k]).unwrap();
+                if m.metadata.id == q.metadata.id {
+                    break m;
+                }
+            }
+        };
+        let got = answer_set(&m);
+        if got == eu_only {
+            eu_answers += 1;
+        } else if got == us_only {
+            us_answers += 1;
+        } else {
+            panic!("spill3: an answer mixes regions or misses endpoints: {got:?}");
+        }
+    }
+    let (eu, us) = (
+        eu_answers as f64 * 100.0 / N as f64,
+        us_answers as f64 * 100.0 / N as f64,
+    );
+    eprintln!("spill3 (answers = 3), eu client: eu-only {eu:.1}%, us-only {us:.1}%");
+    assert!(
+        (eu - 70.0).abs() <= 6.0 && (us - 30.0).abs() <= 6.0,
+        "eu {eu} us {us}"
+    );
 
     // Factor 2.0: 50% healthy × 2 = 100%: eu keeps all.
     let c = count(&g, EU_SRC, "keep.gslb.test", None, 0, N);

@@ -39,11 +39,24 @@ pub struct Pool {
     pub candidates: Vec<Candidate>,
     /// `cumulative[i]` = sum of weights of candidates `0..=i`.
     cumulative: Vec<u64>,
+    /// End (exclusive) of each group of candidates, in order; the last is
+    /// `candidates.len()`. A group is one region of a spillover chain: an answer of
+    /// several endpoints holds endpoints of one group only.
+    group_ends: Vec<usize>,
 }
 
 impl Pool {
+    /// A pool whose candidates form one group.
     pub fn new(decision: Decision, candidates: Vec<Candidate>) -> Self {
+        let len = candidates.len();
+        Pool::grouped(decision, candidates, vec![len])
+    }
+
+    /// A pool of consecutive groups; `group_ends` are the groups' exclusive ends.
+    pub fn grouped(decision: Decision, candidates: Vec<Candidate>, group_ends: Vec<usize>) -> Self {
         debug_assert!(candidates.iter().all(|c| c.weight > 0));
+        debug_assert!(group_ends.windows(2).all(|w| w[0] < w[1]));
+        debug_assert_eq!(group_ends.last().copied().unwrap_or(0), candidates.len());
         let mut sum = 0u64;
         let cumulative = candidates
             .iter()
@@ -56,6 +69,7 @@ impl Pool {
             decision,
             candidates,
             cumulative,
+            group_ends,
         }
     }
 
@@ -72,34 +86,48 @@ impl Pool {
     /// with each chosen candidate's index in draw order.
     ///
     /// The common case (`n == 1`) is one random number and one binary search. For
-    /// `n > 1` the draw is sequential: each pick removes the chosen weight, so an endpoint
-    /// with weight w appears first with probability w / total, as Route 53 and gdnsd do.
+    /// `n > 1` the first pick is the same draw over the whole pool, and it also picks
+    /// the group: the rest of the answer is drawn within that group only, so an answer
+    /// never mixes regions and a group gets answers in proportion to its weight. Within
+    /// the group the draw is sequential: each pick removes the chosen weight, so an
+    /// endpoint with weight w appears first with probability w / total, as Route 53 and
+    /// gdnsd do.
     pub fn draw(&self, n: usize, rng: &mut Rng, mut f: impl FnMut(usize)) {
         let len = self.candidates.len();
         let total = self.total_weight();
         if len == 0 || n == 0 || total == 0 {
             return;
         }
+        let first = self.locate(rng.below(total));
+        f(first);
         if n == 1 {
-            f(self.locate(rng.below(total)));
             return;
         }
-        // Remaining weights; a small stack buffer covers realistic pools.
+        let group = self.group_ends.partition_point(|&end| end <= first);
+        let start = if group == 0 {
+            0
+        } else {
+            self.group_ends[group - 1]
+        };
+        let end = self.group_ends[group];
+        let members = &self.candidates[start..end];
+        // Remaining weights of the group; a small stack buffer covers realistic pools.
         let mut stack = [0u64; 32];
         let mut heap;
-        let weights: &mut [u64] = if len <= stack.len() {
-            &mut stack[..len]
+        let weights: &mut [u64] = if members.len() <= stack.len() {
+            &mut stack[..members.len()]
         } else {
-            heap = vec![0u64; len];
+            heap = vec![0u64; members.len()];
             &mut heap[..]
         };
-        for (w, c) in weights.iter_mut().zip(&self.candidates) {
+        for (w, c) in weights.iter_mut().zip(members) {
             *w = c.weight;
         }
-        let mut remaining = total;
-        for _ in 0..n.min(len) {
+        weights[first - start] = 0;
+        let mut remaining: u64 = weights.iter().sum();
+        for _ in 1..n.min(members.len()) {
             let mut r = rng.below(remaining);
-            let mut chosen = len - 1;
+            let mut chosen = members.len() - 1;
             for (i, w) in weights.iter().enumerate() {
                 if r < *w {
                     chosen = i;
@@ -109,8 +137,17 @@ impl Pool {
             }
             remaining -= weights[chosen];
             weights[chosen] = 0;
-            f(chosen);
+            f(start + chosen);
         }
+    }
+
+    /// The groups as candidate index ranges, in order.
+    pub fn groups(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        let starts = std::iter::once(0).chain(self.group_ends.iter().copied());
+        starts
+            .zip(self.group_ends.iter().copied())
+            .filter(|(a, b)| a < b)
+            .map(|(a, b)| a..b)
     }
 }
 
@@ -159,6 +196,39 @@ mod tests {
         p.draw(10, &mut rng, |i| seen.push(i));
         seen.sort();
         assert_eq!(seen, vec![0, 1, 2]);
+    }
+
+    /// Spillover with `answers = 3`: region 1 (one of two endpoints healthy) holds 70%
+    /// of the weight, region 2 (two endpoints) 30%. Every answer holds one region's
+    /// endpoints only, and the regions get answers in proportion to their weight.
+    #[test]
+    fn multi_draw_stays_within_one_group() {
+        let cands = [700u64, 150, 150]
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| Candidate {
+                endpoint: i,
+                weight: w,
+                records: Vec::new(),
+            })
+            .collect();
+        let p = Pool::grouped(Decision::Healthy, cands, vec![1, 3]);
+        assert_eq!(p.groups().collect::<Vec<_>>(), vec![0..1, 1..3]);
+        let mut rng = Rng::seeded(11);
+        let (mut first, mut second) = (0u32, 0u32);
+        for _ in 0..10_000 {
+            let mut seen = Vec::new();
+            p.draw(3, &mut rng, |i| seen.push(i));
+            seen.sort();
+            match seen.as_slice() {
+                [0] => first += 1,
+                [1, 2] => second += 1,
+                other => panic!("an answer mixes groups or repeats: {other:?}"),
+            }
+        }
+        let share = first as f64 / 10_000.0;
+        assert!((share - 0.7).abs() < 0.015, "group 1 share {share}");
+        assert_eq!(first + second, 10_000);
     }
 
     #[test]

@@ -155,19 +155,21 @@ impl Pool {
 mod tests {
     use super::*;
 
+    /// Candidates with these weights, endpoint i at index i.
+    fn candidates(weights: &[u64]) -> Vec<Candidate> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| Candidate {
+                endpoint: i,
+                weight: w,
+                records: Vec::new(),
+            })
+            .collect()
+    }
+
     fn pool(weights: &[u64]) -> Pool {
-        Pool::new(
-            Decision::Healthy,
-            weights
-                .iter()
-                .enumerate()
-                .map(|(i, &w)| Candidate {
-                    endpoint: i,
-                    weight: w,
-                    records: Vec::new(),
-                })
-                .collect(),
-        )
+        Pool::new(Decision::Healthy, candidates(weights))
     }
 
     #[test]
@@ -203,16 +205,7 @@ mod tests {
     /// endpoints only, and the regions get answers in proportion to their weight.
     #[test]
     fn multi_draw_stays_within_one_group() {
-        let cands = [700u64, 150, 150]
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| Candidate {
-                endpoint: i,
-                weight: w,
-                records: Vec::new(),
-            })
-            .collect();
-        let p = Pool::grouped(Decision::Healthy, cands, vec![1, 3]);
+        let p = Pool::grouped(Decision::Healthy, candidates(&[700, 150, 150]), vec![1, 3]);
         assert_eq!(p.groups().collect::<Vec<_>>(), vec![0..1, 1..3]);
         let mut rng = Rng::seeded(11);
         let (mut first, mut second) = (0u32, 0u32);

@@ -12,7 +12,17 @@ use hickory_proto::rr::{Name, Record};
 
 use crate::locality::Net;
 
-pub use crate::config::schema::AllDown;
+/// What a service answers when no endpoint is healthy. A plain value the config
+/// deserializes straight into, so it lives here, below `config`.
+#[derive(Debug, serde::Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AllDown {
+    /// Answer as if every endpoint were healthy (Route 53 and gdnsd behaviour).
+    #[default]
+    FailOpen,
+    /// Answer NODATA.
+    FailClosed,
+}
 
 #[derive(Debug)]
 pub struct Plan {

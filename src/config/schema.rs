@@ -327,15 +327,7 @@ fn default_body_limit() -> usize {
     4096
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum AllDown {
-    /// Answer as if every endpoint were healthy (Route 53 and gdnsd behaviour).
-    #[default]
-    FailOpen,
-    /// Answer NODATA.
-    FailClosed,
-}
+pub use crate::plan::AllDown;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

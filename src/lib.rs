@@ -17,5 +17,6 @@ pub mod locality;
 pub mod metrics;
 pub mod overrides;
 pub mod plan;
+pub mod rng;
 pub mod runtime;
 pub mod snapshot;

@@ -3,11 +3,9 @@
 //! tables; no I/O, no locks. The snapshot builder decides *which* endpoints are
 //! candidates (health, weight, fail-open); this module only draws among them.
 
-mod rng;
-
-pub use rng::Rng;
-
 use hickory_proto::rr::Record;
+
+use crate::rng::Rng;
 
 /// What the candidate set of a pool was decided by; reported by metrics and explain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

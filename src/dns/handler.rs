@@ -15,7 +15,8 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 
-use crate::answer::{Decision, Rng};
+use crate::answer::Decision;
+use crate::rng::Rng;
 use crate::locality::Net;
 use crate::snapshot::{Node, Shared, Snapshot};
 

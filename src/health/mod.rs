@@ -32,7 +32,7 @@ use tokio::task::AbortHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
-use crate::answer::Rng;
+use crate::rng::Rng;
 use crate::config::duration::Dur;
 use crate::metrics::Metrics;
 use crate::plan::{Check, CheckKind, Plan};

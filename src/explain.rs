@@ -9,9 +9,18 @@ use std::net::IpAddr;
 use hickory_proto::rr::{LowerName, Name};
 use serde_json::{Value, json};
 
-use crate::answer::{Decision, Pool};
-use crate::locality::Net;
+use crate::answer::{Client, Decided, Decision, Family, Pool};
+use crate::plan::{Net, NetError};
 use crate::snapshot::{Node, Snapshot};
+
+/// Why a question cannot be explained.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("ECS {0}")]
+    Ecs(#[from] NetError),
+    #[error("invalid name {name:?}: {why}")]
+    Name { name: String, why: String },
+}
 
 pub struct Explanation {
     pub name: String,
@@ -72,10 +81,8 @@ pub struct FamilyTrace {
 
 /// Parses `203.0.113.0/24` (host bits must be zero, as RFC 7871 §6 requires of the
 /// address a client sends).
-pub fn parse_ecs(s: &str) -> Result<(IpAddr, u8), String> {
-    Net::parse(s)
-        .map(|n| (n.addr, n.prefix))
-        .map_err(|e| format!("ECS {e}"))
+pub fn parse_ecs(s: &str) -> Result<(IpAddr, u8), ExplainError> {
+    Ok(Net::parse(s).map(|n| (n.addr(), n.prefix()))?)
 }
 
 pub fn explain(
@@ -83,20 +90,18 @@ pub fn explain(
     name: &str,
     client: IpAddr,
     ecs: Option<&str>,
-) -> Result<Explanation, String> {
+) -> Result<Explanation, ExplainError> {
     let ecs = ecs.map(parse_ecs).transpose()?;
-    let parsed = Name::from_ascii(name).map_err(|e| format!("invalid name {name:?}: {e}"))?;
+    let parsed = Name::from_ascii(name).map_err(|e| ExplainError::Name {
+        name: name.to_string(),
+        why: e.to_string(),
+    })?;
     let mut fqdn = parsed.to_lowercase();
     fqdn.set_fqdn(true);
     let lower = LowerName::new(&fqdn);
-    // As the DNS front does: ECS when given (a /0 carries no information), else the
-    // source address.
-    let addr = match ecs {
-        Some((_, 0)) => None,
-        Some((a, _)) => Some(a),
-        None => Some(client),
-    };
-    let placement = addr.and_then(|a| snap.zones.regions.place(a));
+    // The DNS front's own rules: the same client address, placement and decision.
+    let asking = Client::new(client, ecs);
+    let placement = asking.place(&snap.zones.regions);
     let zone_name = |z: usize| snap.plan.zones[z].origin.to_string();
     let verdict = match snap.zones.nodes.get(&lower) {
         None => match snap.zones.zone_of(&lower) {
@@ -114,18 +119,7 @@ pub fn explain(
                 .collect(),
         },
         Some((z, Node::Service(s))) => {
-            let scope = match (placement, addr) {
-                (Some(p), _) => p.scope,
-                (None, Some(a)) => snap.zones.regions.scope_outside(a),
-                (None, None) => 0,
-            };
-            Verdict::Service(trace_service(
-                snap,
-                *z,
-                *s,
-                placement.map(|p| p.region),
-                scope,
-            ))
+            Verdict::Service(trace_service(snap, *z, *s, &snap.decide(*s, asking)))
         }
     };
     Ok(Explanation {
@@ -137,17 +131,10 @@ pub fn explain(
     })
 }
 
-fn trace_service(
-    snap: &Snapshot,
-    zone: usize,
-    s: usize,
-    region: Option<usize>,
-    scope: u8,
-) -> ServiceTrace {
+fn trace_service(snap: &Snapshot, zone: usize, s: usize, decided: &Decided<'_>) -> ServiceTrace {
     let plan = &snap.plan;
     let svc = &plan.services[s];
     let table = &snap.services[s];
-    let region = region.filter(|_| svc.locality);
     let endpoints = svc
         .endpoints
         .iter()
@@ -175,39 +162,36 @@ fn trace_service(
             }
         })
         .collect();
-    // The chain as the snapshot weighed it (the A pool's), from the same code.
-    let chain = match region {
-        None => Vec::new(),
-        Some(r) => crate::snapshot::region_chain(plan, s, table, r, false)
-            .into_iter()
-            .map(|(ri, c, load)| ChainStep {
-                region: plan.regions[ri].name.clone(),
-                total: c.total,
-                healthy: c.healthy,
-                load,
+    // The chain the decision weighed (the A pool's, or the AAAA pool's when the service
+    // has no IPv4 address).
+    let (v4, v6) = (decided.pool(Family::V4), decided.pool(Family::V6));
+    let weighed = if v4.decision == Decision::NoAddresses {
+        v6
+    } else {
+        v4
+    };
+    let chain = weighed
+        .chain
+        .iter()
+        .map(|c| ChainStep {
+            region: plan.regions[c.region].name.clone(),
+            total: c.capacity.total,
+            healthy: c.capacity.healthy,
+            load: c.load,
+        })
+        .collect();
+    let family = |qtype: &'static str, pool: &Pool| FamilyTrace {
+        qtype,
+        decision: pool.decision,
+        candidates: pool
+            .candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let gw = &plan.gateways[svc.endpoints[c.endpoint].gateway];
+                (gw.name.clone(), c.weight, pool.share(i))
             })
             .collect(),
-    };
-    let slot = table.slot(region);
-    let family = |qtype: &'static str, pool: &Pool| {
-        let total = pool.total_weight() as f64;
-        FamilyTrace {
-            qtype,
-            decision: pool.decision,
-            candidates: pool
-                .candidates
-                .iter()
-                .map(|c| {
-                    let gw = &plan.gateways[svc.endpoints[c.endpoint].gateway];
-                    let share = if total > 0.0 {
-                        c.weight as f64 / total
-                    } else {
-                        0.0
-                    };
-                    (gw.name.clone(), c.weight, share)
-                })
-                .collect(),
-        }
     };
     ServiceTrace {
         zone: plan.zones[zone].origin.to_string(),
@@ -216,11 +200,11 @@ fn trace_service(
         answers: svc.answers,
         locality: svc.locality,
         overprovisioning: svc.overprovisioning,
-        panic: table.panic,
-        ecs_scope: if svc.locality { scope } else { 0 },
+        panic: decided.panic,
+        ecs_scope: decided.scope,
         chain,
         endpoints,
-        families: vec![family("A", &slot.v4), family("AAAA", &slot.v6)],
+        families: vec![family("A", v4), family("AAAA", v6)],
     }
 }
 

@@ -13,7 +13,6 @@ pub mod demo;
 pub mod dns;
 pub mod explain;
 pub mod health;
-pub mod locality;
 pub mod metrics;
 pub mod overrides;
 pub mod plan;

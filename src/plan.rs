@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use hickory_proto::rr::{Name, Record};
 
-use crate::locality::Net;
+mod net;
+
+pub use net::{Net, NetError};
 
 /// What a service answers when no endpoint is healthy. A plain value the config
 /// deserializes straight into, so it lives here, below `config`.

@@ -334,7 +334,9 @@ impl Backend for Runtime {
 
     fn explain(&self, name: &str, client: IpAddr, ecs: Option<&str>) -> Result<Value, String> {
         let snap = self.shared.load();
-        crate::explain::explain(&snap, name, client, ecs).map(|e| e.to_json())
+        crate::explain::explain(&snap, name, client, ecs)
+            .map(|e| e.to_json())
+            .map_err(|e| e.to_string())
     }
 
     fn set_override(&self, scope: Scope, state: Option<AdminState>) -> Result<(), String> {

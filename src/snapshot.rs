@@ -9,14 +9,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hickory_proto::rr::rdata::{A, AAAA};
-use hickory_proto::rr::{LowerName, RData, Record, RecordType};
+use hickory_proto::rr::{LowerName, Record, RecordType};
 
-use crate::answer::{Candidate, Decision, Pool};
-use crate::locality::{self, Capacity, RegionIndex};
+use crate::answer::{self, Client, Decided, EndpointView, RegionIndex, ServiceTable};
+use crate::health::TargetState;
 use crate::metrics::PlanMetrics;
-use crate::overrides::{AdminState, Overrides};
-use crate::plan::{AllDown, Plan, Service};
+use crate::overrides::Overrides;
+use crate::plan::Plan;
 
 /// What lives at a name.
 #[derive(Debug)]
@@ -39,7 +38,7 @@ pub struct Zones {
     /// Per zone: its SOA with the negative TTL, for the authority section of NXDOMAIN
     /// and NODATA answers (RFC 2308 §3).
     pub negative_soa: Vec<Record>,
-    /// Client networks → region, longest prefix first.
+    /// Client networks → region (longest prefix match).
     pub regions: RegionIndex,
 }
 
@@ -89,12 +88,7 @@ impl Zones {
                 soa
             })
             .collect();
-        let regions = RegionIndex::new(
-            plan.regions
-                .iter()
-                .enumerate()
-                .flat_map(|(i, r)| r.networks.iter().map(move |n| (i, *n))),
-        );
+        let regions = RegionIndex::of(plan);
         Zones {
             nodes,
             origins,
@@ -118,57 +112,6 @@ impl Zones {
     }
 }
 
-/// Per-service answer tables for the current health state.
-#[derive(Debug)]
-pub struct ServiceTable {
-    /// One slot per client region (`Plan::regions` order) and a last one for clients in
-    /// no region; a single slot when the service does not use locality.
-    pub slots: Vec<Slot>,
-    /// Per endpoint: how the snapshot saw it.
-    pub endpoints: Vec<EndpointView>,
-    /// Healthy weight is below the panic threshold: answering as if all were healthy.
-    pub panic: bool,
-}
-
-impl ServiceTable {
-    /// The slot for a client placed in `region` (`None`: in no region).
-    pub fn slot(&self, region: Option<usize>) -> &Slot {
-        let last = self.slots.len() - 1;
-        &self.slots[region.map_or(last, |r| r.min(last))]
-    }
-}
-
-/// The answer pools for one kind of client.
-#[derive(Debug)]
-pub struct Slot {
-    pub v4: Pool,
-    pub v6: Pool,
-}
-
-/// One endpoint as the answer tables saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EndpointView {
-    /// The probes' verdict (true when the service has no check).
-    pub probe_up: bool,
-    /// The operator's override, if any.
-    pub admin: Option<AdminState>,
-}
-
-impl EndpointView {
-    /// `ready = (healthy || forced up) && !forced down && !drained`.
-    pub fn ready(&self) -> bool {
-        match self.admin {
-            None => self.probe_up,
-            Some(AdminState::ForceUp) => true,
-            Some(AdminState::ForceDown | AdminState::Drain) => false,
-        }
-    }
-
-    pub fn drained(&self) -> bool {
-        self.admin == Some(AdminState::Drain)
-    }
-}
-
 /// One consistent view: plan, health, overrides, and the tables derived from them.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -176,6 +119,9 @@ pub struct Snapshot {
     pub zones: Arc<Zones>,
     pub metrics: Arc<PlanMetrics>,
     pub services: Vec<ServiceTable>,
+    /// The probe state of each `plan.targets` entry, for `/v1/state` (live details:
+    /// last result, timings). Empty in snapshots built without a health engine.
+    pub probes: Arc<[Arc<TargetState>]>,
 }
 
 impl Snapshot {
@@ -201,7 +147,7 @@ impl Snapshot {
                         admin: overrides.effective(&service_name, &plan.gateways[e.gateway].name),
                     })
                     .collect();
-                build_table(&plan, svc, endpoints)
+                ServiceTable::build(&plan, svc, endpoints)
             })
             .collect();
         Snapshot {
@@ -209,256 +155,25 @@ impl Snapshot {
             zones,
             metrics,
             services,
-        }
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Family {
-    V4,
-    V6,
-}
-
-/// Scale for turning fractional (spillover) weights into integers for the draw.
-const WEIGHT_SCALE: f64 = 1_000_000.0;
-
-fn build_table(plan: &Plan, svc: &Service, endpoints: Vec<EndpointView>) -> ServiceTable {
-    // Panic: too little of the enabled weight is healthy; answer as if all were.
-    let enabled = |e: usize| !endpoints[e].drained() && svc.endpoints[e].weight > 0;
-    let total: u64 = (0..svc.endpoints.len())
-        .filter(|&e| enabled(e))
-        .map(|e| svc.endpoints[e].weight as u64)
-        .sum();
-    let healthy: u64 = (0..svc.endpoints.len())
-        .filter(|&e| enabled(e) && endpoints[e].ready())
-        .map(|e| svc.endpoints[e].weight as u64)
-        .sum();
-    let panic = svc
-        .panic_threshold
-        .is_some_and(|p| total > 0 && (healthy as f64) < p * total as f64);
-
-    let ctx = TableCtx {
-        plan,
-        svc,
-        views: &endpoints,
-        panic,
-    };
-    let slots = if svc.locality {
-        (0..plan.regions.len())
-            .map(Some)
-            .chain(std::iter::once(None))
-            .map(|r| Slot {
-                v4: ctx.pool(Family::V4, r),
-                v6: ctx.pool(Family::V6, r),
-            })
-            .collect()
-    } else {
-        vec![Slot {
-            v4: ctx.pool(Family::V4, None),
-            v6: ctx.pool(Family::V6, None),
-        }]
-    };
-    ServiceTable {
-        slots,
-        endpoints,
-        panic,
-    }
-}
-
-struct TableCtx<'a> {
-    plan: &'a Plan,
-    svc: &'a Service,
-    views: &'a [EndpointView],
-    panic: bool,
-}
-
-impl TableCtx<'_> {
-    fn records(&self, e: usize, fam: Family) -> Vec<Record> {
-        let svc = self.svc;
-        let gw = &self.plan.gateways[svc.endpoints[e].gateway];
-        match fam {
-            Family::V4 => gw
-                .v4
-                .iter()
-                .map(|&ip| Record::from_rdata(svc.name.clone(), svc.ttl, RData::A(A(ip))))
-                .collect(),
-            Family::V6 => gw
-                .v6
-                .iter()
-                .map(|&ip| Record::from_rdata(svc.name.clone(), svc.ttl, RData::AAAA(AAAA(ip))))
-                .collect(),
+            probes: Arc::new([]),
         }
     }
 
-    fn has_family(&self, e: usize, fam: Family) -> bool {
-        let gw = &self.plan.gateways[self.svc.endpoints[e].gateway];
-        match fam {
-            Family::V4 => !gw.v4.is_empty(),
-            Family::V6 => !gw.v6.is_empty(),
-        }
+    /// With the probe states the verdicts came from (`/v1/state` shows their details).
+    pub fn with_probes(mut self, probes: Arc<[Arc<TargetState>]>) -> Snapshot {
+        self.probes = probes;
+        self
     }
 
-    fn weight(&self, e: usize) -> u64 {
-        self.svc.endpoints[e].weight as u64
+    /// The answer decision for service `s` and `client` (see `answer::decide`).
+    pub fn decide(&self, s: usize, client: Client) -> Decided<'_> {
+        answer::decide(
+            &self.zones.regions,
+            &self.plan.services[s],
+            &self.services[s],
+            client,
+        )
     }
-
-    /// Enabled: weight > 0 and not drained. Ready: enabled and healthy (or panic).
-    fn enabled(&self, e: usize) -> bool {
-        !self.views[e].drained() && self.weight(e) > 0
-    }
-
-    fn ready(&self, e: usize, all_healthy: bool) -> bool {
-        self.enabled(e) && (all_healthy || self.views[e].ready())
-    }
-
-    /// The pool for clients in `region` (`None`: no region, or no locality).
-    fn pool(&self, fam: Family, region: Option<usize>) -> Pool {
-        let present: Vec<usize> = (0..self.svc.endpoints.len())
-            .filter(|&e| self.has_family(e, fam))
-            .collect();
-        if present.is_empty() {
-            return Pool::new(Decision::NoAddresses, Vec::new());
-        }
-        let (decision, as_if_healthy) = if self.panic {
-            (Decision::Panic, true)
-        } else {
-            (Decision::Healthy, false)
-        };
-        if let Some((c, groups)) = self.candidates(&present, fam, region, as_if_healthy) {
-            return Pool::grouped(decision, c, groups);
-        }
-        match self.svc.all_down {
-            AllDown::FailClosed => Pool::new(Decision::FailClosed, Vec::new()),
-            AllDown::FailOpen => {
-                // As if every endpoint were healthy (drained ones stay out: a drain is
-                // the operator saying "not this one"). When every weight is zero, each
-                // gets the same share, as Route 53 does.
-                match self.candidates(&present, fam, region, true) {
-                    Some((c, groups)) => Pool::grouped(Decision::FailOpen, c, groups),
-                    None => Pool::new(
-                        Decision::FailOpen,
-                        present
-                            .iter()
-                            .filter(|&&e| !self.views[e].drained())
-                            .map(|&e| self.candidate(e, fam, 1))
-                            .collect(),
-                    ),
-                }
-            }
-        }
-    }
-
-    fn candidate(&self, e: usize, fam: Family, weight: u64) -> Candidate {
-        Candidate {
-            endpoint: e,
-            weight,
-            records: self.records(e, fam),
-        }
-    }
-
-    fn in_region(&self, e: usize, region: usize) -> bool {
-        self.plan.gateways[self.svc.endpoints[e].gateway].region_index == Some(region)
-    }
-
-    /// The client region's chain (the region, then its fallbacks), each with its
-    /// enabled and ready weight among `present` and the share of load it takes.
-    fn chain(&self, present: &[usize], r: usize, all_healthy: bool) -> Vec<(usize, Capacity, f64)> {
-        let chain = self.plan.regions[r].chain(r);
-        let caps: Vec<Capacity> = chain
-            .iter()
-            .map(|&ri| Capacity {
-                total: present
-                    .iter()
-                    .filter(|&&e| self.in_region(e, ri) && self.enabled(e))
-                    .map(|&e| self.weight(e))
-                    .sum(),
-                healthy: present
-                    .iter()
-                    .filter(|&&e| self.in_region(e, ri) && self.ready(e, all_healthy))
-                    .map(|&e| self.weight(e))
-                    .sum(),
-            })
-            .collect();
-        let loads = locality::loads(&caps, self.svc.overprovisioning);
-        chain
-            .into_iter()
-            .zip(caps)
-            .zip(loads)
-            .map(|((r, c), l)| (r, c, l))
-            .collect()
-    }
-
-    /// Candidates by locality, with the exclusive end of each region's group (one
-    /// group when the client is in no region); `None` when nothing in reach is ready.
-    fn candidates(
-        &self,
-        present: &[usize],
-        fam: Family,
-        region: Option<usize>,
-        all_healthy: bool,
-    ) -> Option<(Vec<Candidate>, Vec<usize>)> {
-        let Some(r) = region else {
-            // Unknown client, or no locality: every ready endpoint, by weight.
-            let c: Vec<Candidate> = present
-                .iter()
-                .filter(|&&e| self.ready(e, all_healthy))
-                .map(|&e| self.candidate(e, fam, self.weight(e)))
-                .collect();
-            let len = c.len();
-            return (len > 0).then_some((c, vec![len]));
-        };
-        let steps = self.chain(present, r, all_healthy);
-        if steps.iter().all(|(_, c, _)| c.total == 0) {
-            // The service has nothing enabled in this client's chain (no gateway in
-            // those regions, or only unlabelled ones): locality cannot apply, so the
-            // client is served like one in no region. Otherwise it would fall through
-            // to fail-open and get every endpoint, unhealthy ones included.
-            return self.candidates(present, fam, None, all_healthy);
-        }
-        // One group per region that takes load: spillover moves whole answers, so an
-        // answer of several endpoints is drawn within one region (`Pool::draw`).
-        let mut out = Vec::new();
-        let mut groups = Vec::new();
-        for &(ri, cap, load) in &steps {
-            if load <= 0.0 || cap.healthy == 0 {
-                continue;
-            }
-            for &e in present {
-                if self.in_region(e, ri) && self.ready(e, all_healthy) {
-                    let share = load * self.weight(e) as f64 / cap.healthy as f64;
-                    let w = (share * WEIGHT_SCALE).round().max(1.0) as u64;
-                    out.push(self.candidate(e, fam, w));
-                }
-            }
-            if groups.last() != Some(&out.len()) && !out.is_empty() {
-                groups.push(out.len());
-            }
-        }
-        (!out.is_empty()).then_some((out, groups))
-    }
-}
-
-/// The region chain the answer tables weigh for a client in `region`, for the A
-/// (`v6 = false`) or AAAA pool of service `s`: (region, capacity, load) per step. The
-/// same computation the tables were built with, for `explain`.
-pub fn region_chain(
-    plan: &Plan,
-    s: usize,
-    table: &ServiceTable,
-    region: usize,
-    v6: bool,
-) -> Vec<(usize, Capacity, f64)> {
-    let ctx = TableCtx {
-        plan,
-        svc: &plan.services[s],
-        views: &table.endpoints,
-        panic: table.panic,
-    };
-    let fam = if v6 { Family::V6 } else { Family::V4 };
-    let present: Vec<usize> = (0..ctx.svc.endpoints.len())
-        .filter(|&e| ctx.has_family(e, fam))
-        .collect();
-    ctx.chain(&present, region, table.panic)
 }
 
 /// The published state: one `ArcSwap` holding the current snapshot.

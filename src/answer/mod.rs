@@ -1,231 +1,117 @@
-//! The answer engine: given the candidate pool a snapshot prepared for a service and an
-//! address family, draw the endpoints of one answer. Pure functions over precomputed
-//! tables; no I/O, no locks. The snapshot builder decides *which* endpoints are
-//! candidates (health, weight, fail-open); this module only draws among them.
+//! The answer policy, in one place: where a client is, which endpoints may answer it
+//! (ready, fail-open, panic, its region chain and the spillover loads), with what share,
+//! and the ECS scope of the reply. Pure functions over plan data and precomputed
+//! tables; no I/O, no locks.
+//!
+//! - `locality`: placement (prefix trie), ECS scope, spillover loads;
+//! - `table`: per service and health state, the candidate pools of every kind of
+//!   client, built once per snapshot;
+//! - `pool`: the weighted draw of one answer;
+//! - `decide`: the one decision for a (service, client), read by the DNS handler,
+//!   `explain`, `/v1/explain`, `/v1/state` and the property tests.
 
-use hickory_proto::rr::Record;
+pub mod locality;
+mod pool;
+mod table;
 
-use crate::rng::Rng;
+use std::net::IpAddr;
 
-/// What the candidate set of a pool was decided by; reported by metrics and explain.
+use hickory_proto::rr::RecordType;
+
+pub use locality::{Capacity, Placement, RegionIndex};
+pub use pool::{Candidate, ChainStep, Decision, Pool};
+pub use table::{EndpointView, ServiceTable, Slot};
+
+use crate::plan::Service;
+
+/// An address family of answers: A or AAAA records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Healthy endpoints with weight > 0.
-    Healthy,
-    /// Nothing healthy: every enabled endpoint, as if healthy.
-    FailOpen,
-    /// Healthy weight below the service's panic threshold: as if all were healthy.
-    Panic,
-    /// Nothing healthy and the service fails closed: NODATA.
-    FailClosed,
-    /// The service has no address of this family at all: NODATA.
-    NoAddresses,
+pub enum Family {
+    V4,
+    V6,
 }
 
-/// One endpoint in a pool: its records (all its addresses of the family) and weight.
-#[derive(Debug, Clone)]
-pub struct Candidate {
-    pub endpoint: usize,
-    pub weight: u64,
-    pub records: Vec<Record>,
-}
-
-/// Candidates of one (service, family), with cumulative weights for the draw.
-#[derive(Debug, Clone)]
-pub struct Pool {
-    pub decision: Decision,
-    pub candidates: Vec<Candidate>,
-    /// `cumulative[i]` = sum of weights of candidates `0..=i`.
-    cumulative: Vec<u64>,
-    /// End (exclusive) of each group of candidates, in order; the last is
-    /// `candidates.len()`. A group is one region of a spillover chain: an answer of
-    /// several endpoints holds endpoints of one group only.
-    group_ends: Vec<usize>,
-}
-
-impl Pool {
-    /// A pool whose candidates form one group.
-    pub fn new(decision: Decision, candidates: Vec<Candidate>) -> Self {
-        let len = candidates.len();
-        Pool::grouped(decision, candidates, vec![len])
-    }
-
-    /// A pool of consecutive groups; `group_ends` are the groups' exclusive ends.
-    pub fn grouped(decision: Decision, candidates: Vec<Candidate>, group_ends: Vec<usize>) -> Self {
-        debug_assert!(candidates.iter().all(|c| c.weight > 0));
-        debug_assert!(group_ends.windows(2).all(|w| w[0] < w[1]));
-        debug_assert_eq!(group_ends.last().copied().unwrap_or(0), candidates.len());
-        let mut sum = 0u64;
-        let cumulative = candidates
-            .iter()
-            .map(|c| {
-                sum += c.weight;
-                sum
-            })
-            .collect();
-        Pool {
-            decision,
-            candidates,
-            cumulative,
-            group_ends,
+impl Family {
+    /// The family a query type is answered from: A (and ANY, RFC 8482's minimal
+    /// answer) from IPv4 endpoints, AAAA from IPv6 ones; other types have no data at a
+    /// service name.
+    pub fn of(qtype: RecordType) -> Option<Family> {
+        match qtype {
+            RecordType::A | RecordType::ANY => Some(Family::V4),
+            RecordType::AAAA => Some(Family::V6),
+            _ => None,
         }
-    }
-
-    pub fn total_weight(&self) -> u64 {
-        self.cumulative.last().copied().unwrap_or(0)
-    }
-
-    /// Index of the candidate a uniform draw `r` in `0..total_weight()` falls on.
-    fn locate(&self, r: u64) -> usize {
-        self.cumulative.partition_point(|&c| c <= r)
-    }
-
-    /// Draws up to `n` distinct candidates by weight, without replacement, calling `f`
-    /// with each chosen candidate's index in draw order.
-    ///
-    /// The common case (`n == 1`) is one random number and one binary search. For
-    /// `n > 1` the first pick is the same draw over the whole pool, and it also picks
-    /// the group: the rest of the answer is drawn within that group only, so an answer
-    /// never mixes regions and a group gets answers in proportion to its weight. Within
-    /// the group the draw is sequential: each pick removes the chosen weight, so an
-    /// endpoint with weight w appears first with probability w / total, as Route 53 and
-    /// gdnsd do.
-    pub fn draw(&self, n: usize, rng: &mut Rng, mut f: impl FnMut(usize)) {
-        let len = self.candidates.len();
-        let total = self.total_weight();
-        if len == 0 || n == 0 || total == 0 {
-            return;
-        }
-        let first = self.locate(rng.below(total));
-        f(first);
-        if n == 1 {
-            return;
-        }
-        let group = self.group_ends.partition_point(|&end| end <= first);
-        let start = if group == 0 {
-            0
-        } else {
-            self.group_ends[group - 1]
-        };
-        let end = self.group_ends[group];
-        let members = &self.candidates[start..end];
-        // Remaining weights of the group; a small stack buffer covers realistic pools.
-        let mut stack = [0u64; 32];
-        let mut heap;
-        let weights: &mut [u64] = if members.len() <= stack.len() {
-            &mut stack[..members.len()]
-        } else {
-            heap = vec![0u64; members.len()];
-            &mut heap[..]
-        };
-        for (w, c) in weights.iter_mut().zip(members) {
-            *w = c.weight;
-        }
-        weights[first - start] = 0;
-        let mut remaining: u64 = weights.iter().sum();
-        for _ in 1..n.min(members.len()) {
-            let mut r = rng.below(remaining);
-            let mut chosen = members.len() - 1;
-            for (i, w) in weights.iter().enumerate() {
-                if r < *w {
-                    chosen = i;
-                    break;
-                }
-                r -= *w;
-            }
-            remaining -= weights[chosen];
-            weights[chosen] = 0;
-            f(start + chosen);
-        }
-    }
-
-    /// The groups as candidate index ranges, in order.
-    pub fn groups(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
-        let starts = std::iter::once(0).chain(self.group_ends.iter().copied());
-        starts
-            .zip(self.group_ends.iter().copied())
-            .filter(|(a, b)| a < b)
-            .map(|(a, b)| a..b)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The address that places a client: the ECS address when the query carries one (RFC
+/// 7871 §7.1.1), else the resolver's own. `None` when ECS says "no client information"
+/// (SOURCE PREFIX-LENGTH 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client(pub Option<IpAddr>);
 
-    /// Candidates with these weights, endpoint i at index i.
-    fn candidates(weights: &[u64]) -> Vec<Candidate> {
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| Candidate {
-                endpoint: i,
-                weight: w,
-                records: Vec::new(),
-            })
-            .collect()
-    }
-
-    fn pool(weights: &[u64]) -> Pool {
-        Pool::new(Decision::Healthy, candidates(weights))
-    }
-
-    #[test]
-    fn single_draw_follows_weights() {
-        let p = pool(&[80, 20]);
-        let mut rng = Rng::seeded(7);
-        let mut counts = [0u32; 2];
-        for _ in 0..100_000 {
-            p.draw(1, &mut rng, |i| counts[i] += 1);
+impl Client {
+    /// `ecs` is the option's (address, source prefix length), if present.
+    pub fn new(source: IpAddr, ecs: Option<(IpAddr, u8)>) -> Client {
+        match ecs {
+            Some((_, 0)) => Client(None),
+            Some((addr, _)) => Client(Some(addr)),
+            None => Client(Some(source)),
         }
-        let share = counts[0] as f64 / 100_000.0;
-        assert!((share - 0.8).abs() < 0.01, "share {share}");
     }
 
-    #[test]
-    fn multi_draw_is_distinct_and_bounded() {
-        let p = pool(&[1, 1000, 5]);
-        let mut rng = Rng::seeded(1);
-        for _ in 0..10_000 {
-            let mut seen = Vec::new();
-            p.draw(2, &mut rng, |i| seen.push(i));
-            assert_eq!(seen.len(), 2);
-            assert_ne!(seen[0], seen[1]);
+    /// Where the client is, whatever the service.
+    pub fn place(self, regions: &RegionIndex) -> Option<Placement> {
+        self.0.and_then(|ip| regions.place(ip))
+    }
+}
+
+/// The decision for one (service, client): everything an answer depends on. The
+/// candidates, their shares, the decision (healthy, fail-open, panic, ...) and the region
+/// chain behind them are in `pool(family)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Decided<'a> {
+    /// Where the client was placed; `None` in no region, or when the service does not
+    /// use locality (the answer does not depend on the client).
+    pub placement: Option<Placement>,
+    /// ECS SCOPE PREFIX-LENGTH of the reply (RFC 7871 §7.2.1): the prefix the answer is
+    /// valid for; 0 when it did not depend on the client.
+    pub scope: u8,
+    /// Healthy weight is below the panic threshold: answering as if all were healthy.
+    pub panic: bool,
+    slot: &'a Slot,
+}
+
+impl<'a> Decided<'a> {
+    pub fn pool(&self, family: Family) -> &'a Pool {
+        match family {
+            Family::V4 => &self.slot.v4,
+            Family::V6 => &self.slot.v6,
         }
-        let mut seen = Vec::new();
-        p.draw(10, &mut rng, |i| seen.push(i));
-        seen.sort();
-        assert_eq!(seen, vec![0, 1, 2]);
     }
+}
 
-    /// Spillover with `answers = 3`: region 1 (one of two endpoints healthy) holds 70%
-    /// of the weight, region 2 (two endpoints) 30%. Every answer holds one region's
-    /// endpoints only, and the regions get answers in proportion to their weight.
-    #[test]
-    fn multi_draw_stays_within_one_group() {
-        let p = Pool::grouped(Decision::Healthy, candidates(&[700, 150, 150]), vec![1, 3]);
-        assert_eq!(p.groups().collect::<Vec<_>>(), vec![0..1, 1..3]);
-        let mut rng = Rng::seeded(11);
-        let (mut first, mut second) = (0u32, 0u32);
-        for _ in 0..10_000 {
-            let mut seen = Vec::new();
-            p.draw(3, &mut rng, |i| seen.push(i));
-            seen.sort();
-            match seen.as_slice() {
-                [0] => first += 1,
-                [1, 2] => second += 1,
-                other => panic!("an answer mixes groups or repeats: {other:?}"),
-            }
-        }
-        let share = first as f64 / 10_000.0;
-        assert!((share - 0.7).abs() < 0.015, "group 1 share {share}");
-        assert_eq!(first + second, 10_000);
-    }
-
-    #[test]
-    fn empty_pool_draws_nothing() {
-        let p = pool(&[]);
-        let mut rng = Rng::seeded(3);
-        p.draw(3, &mut rng, |_| panic!("nothing to draw"));
+/// The one answer decision: `table` is `svc`'s table in the snapshot, `regions` the
+/// snapshot's region index.
+pub fn decide<'a>(
+    regions: &RegionIndex,
+    svc: &Service,
+    table: &'a ServiceTable,
+    client: Client,
+) -> Decided<'a> {
+    // Place the client only when the answer depends on it.
+    let (placement, scope) = match (svc.locality, client.0) {
+        (false, _) | (true, None) => (None, 0),
+        (true, Some(ip)) => match regions.place(ip) {
+            // RFC 7871 §7.2.1: see `locality::scope` and `scope_outside`.
+            Some(p) => (Some(p), p.scope),
+            None => (None, regions.scope_outside(ip)),
+        },
+    };
+    Decided {
+        placement,
+        scope,
+        panic: table.panic,
+        slot: table.slot(placement.map(|p| p.region)),
     }
 }

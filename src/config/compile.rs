@@ -13,10 +13,9 @@ use toml::Spanned;
 
 use super::schema::{self, CheckDef, StatusSpec, ZoneDef};
 use super::{ConfigError, Locator};
-use crate::locality::Net;
 use crate::plan::{
-    AdminSettings, Check, CheckKind, Endpoint, Gateway, HealthSettings, HttpCheck, Plan, Region,
-    ServerSettings, Service, Target, TlsSettings, Zone,
+    AdminSettings, Check, CheckKind, Endpoint, Gateway, HealthSettings, HttpCheck, Net, Plan,
+    Region, ServerSettings, Service, Target, TlsSettings, Zone,
 };
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -303,7 +302,7 @@ fn compile_regions(loc: &Locator<'_>, defs: &[schema::RegionDef]) -> Result<Vec<
             return Err(loc.error(r.name.span(), format!("duplicate region name {name:?}")));
         }
     }
-    let mut seen: HashMap<(std::net::IpAddr, u8), String> = HashMap::new();
+    let mut seen: HashMap<Net, String> = HashMap::new();
     let mut out = Vec::with_capacity(defs.len());
     for (i, r) in defs.iter().enumerate() {
         let name = r.name.get_ref().trim().to_string();
@@ -311,7 +310,7 @@ fn compile_regions(loc: &Locator<'_>, defs: &[schema::RegionDef]) -> Result<Vec<
         for n in &r.networks {
             let net = Net::parse(n.get_ref())
                 .map_err(|e| loc.error(n.span(), format!("invalid network: {e}")))?;
-            if let Some(other) = seen.insert((net.addr, net.prefix), name.clone()) {
+            if let Some(other) = seen.insert(net, name.clone()) {
                 return Err(loc.error(
                     n.span(),
                     format!("network {net} is already in region {other:?}"),

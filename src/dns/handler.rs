@@ -4,7 +4,6 @@
 //! allocates a little per query (the section vectors, the response OPT): the
 //! zero-allocation fast path for plain A/AAAA is future work.
 
-use std::net::IpAddr;
 use std::time::Instant;
 
 use hickory_proto::ProtoError;
@@ -15,9 +14,9 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 
-use crate::answer::Decision;
+use crate::answer::{Client, Decision, Family};
+use crate::plan::Net;
 use crate::rng::Rng;
-use crate::locality::Net;
 use crate::snapshot::{Node, Shared, Snapshot};
 
 /// What happened to one request, for metrics and logs.
@@ -56,13 +55,7 @@ impl Handler {
             Some(EdnsOption::Subnet(c)) => Some(*c),
             _ => None,
         };
-        // The address that places the client: ECS when given (RFC 7871 §7.1.1), else
-        // the resolver's own. A SOURCE PREFIX-LENGTH of 0 says "no client information".
-        let client = match ecs {
-            Some(c) if c.source_prefix() == 0 => None,
-            Some(c) => Some(c.addr()),
-            None => Some(req.src().ip()),
-        };
+        let client = Client::new(req.src().ip(), ecs.map(|c| (c.addr(), c.source_prefix())));
         let mut ans = Answer::new(&snap, client);
 
         md.response_code = 'decide: {
@@ -212,7 +205,7 @@ fn proto_index(p: Protocol) -> usize {
 /// A response under construction; records borrow from the snapshot.
 struct Answer<'a> {
     snap: &'a Snapshot,
-    client: Option<IpAddr>,
+    client: Client,
     answers: Vec<&'a Record>,
     authorities: Vec<&'a Record>,
     additionals: Vec<&'a Record>,
@@ -222,7 +215,7 @@ struct Answer<'a> {
 }
 
 impl<'a> Answer<'a> {
-    fn new(snap: &'a Snapshot, client: Option<IpAddr>) -> Self {
+    fn new(snap: &'a Snapshot, client: Client) -> Self {
         Answer {
             snap,
             client,
@@ -267,27 +260,12 @@ impl<'a> Answer<'a> {
     fn service(&mut self, s: usize, qtype: RecordType) -> bool {
         let snap = self.snap;
         let svc = &snap.plan.services[s];
-        let table = &snap.services[s];
-        // Place the client only when the answer depends on it.
-        let placement = if svc.locality {
-            self.client.and_then(|ip| snap.zones.regions.place(ip))
-        } else {
-            None
+        let decided = snap.decide(s, self.client);
+        self.outcome.ecs_scope = decided.scope;
+        let Some(family) = Family::of(qtype) else {
+            return false;
         };
-        // RFC 7871 §7.2.1: SCOPE is the prefix length the answer is valid for (see
-        // `RegionIndex::scope` and `scope_outside`); 0 when it did not depend on the
-        // client (no locality, or no client information: ECS /0).
-        self.outcome.ecs_scope = match (svc.locality, placement, self.client) {
-            (false, _, _) | (true, _, None) => 0,
-            (true, Some(p), _) => p.scope,
-            (true, None, Some(ip)) => snap.zones.regions.scope_outside(ip),
-        };
-        let slot = table.slot(placement.map(|p| p.region));
-        let pool = match qtype {
-            RecordType::A | RecordType::ANY => &slot.v4,
-            RecordType::AAAA => &slot.v6,
-            _ => return false,
-        };
+        let pool = decided.pool(family);
         self.outcome.decision = Some(pool.decision);
         match pool.decision {
             Decision::FailOpen => snap.metrics.fail_open(s),

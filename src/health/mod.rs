@@ -32,10 +32,10 @@ use tokio::task::AbortHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
-use crate::rng::Rng;
 use crate::config::duration::Dur;
 use crate::metrics::Metrics;
 use crate::plan::{Check, CheckKind, Plan};
+use crate::rng::Rng;
 
 /// Why a probe failed, in a form fit for a log line: `http 503 "no healthy upstreams"`.
 #[derive(Debug, Clone, PartialEq, Eq)]

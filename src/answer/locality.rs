@@ -1,6 +1,7 @@
 //! Locality: where a client is (longest-prefix match of its ECS address or source
-//! address against the regions' networks) and how a service's answers are split across
-//! the client's region and its fallbacks.
+//! address against the regions' networks, in a prefix trie), the ECS scope its answer is
+//! valid for, and how a service's answers are split across the client's region and its
+//! fallbacks.
 //!
 //! Without spillover the split is all or nothing: the first region in the client's
 //! chain (its own, then its fallback list) that has a ready endpoint takes everything.
@@ -12,87 +13,10 @@
 
 use std::net::IpAddr;
 
-/// An IPv4 or IPv6 network, host bits zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Net {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
+use ipnet::{Ipv4Net, Ipv6Net};
+use prefix_trie::PrefixMap;
 
-fn bits(ip: IpAddr) -> (u128, u8) {
-    match ip {
-        IpAddr::V4(v) => (u32::from(v) as u128, 32),
-        IpAddr::V6(v) => (u128::from(v), 128),
-    }
-}
-
-fn mask(prefix: u8, width: u8) -> u128 {
-    if prefix == 0 {
-        0
-    } else {
-        let all = if width == 128 {
-            u128::MAX
-        } else {
-            (1u128 << width) - 1
-        };
-        all & !((1u128 << (width - prefix)) - 1)
-    }
-}
-
-impl Net {
-    /// Parses `10.1.0.0/16` or `2001:db8::/32`; rejects host bits beyond the prefix.
-    pub fn parse(s: &str) -> Result<Net, String> {
-        let (a, p) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?} is not ADDRESS/PREFIX"))?;
-        let addr: IpAddr = a
-            .trim()
-            .parse()
-            .map_err(|_| format!("address {a:?} does not parse"))?;
-        let prefix: u8 = p
-            .trim()
-            .parse()
-            .map_err(|_| format!("prefix {p:?} is not a number"))?;
-        Net::new(addr, prefix).map_err(|e| format!("{s}: {e}"))
-    }
-
-    pub fn new(addr: IpAddr, prefix: u8) -> Result<Net, String> {
-        let (b, width) = bits(addr);
-        if prefix > width {
-            return Err(format!("prefix /{prefix} is longer than the address"));
-        }
-        if b & !mask(prefix, width) != 0 {
-            return Err("bits are set beyond the prefix".into());
-        }
-        Ok(Net { addr, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let (n, w1) = bits(self.addr);
-        let (b, w2) = bits(ip);
-        w1 == w2 && b & mask(self.prefix, w1) == n
-    }
-}
-
-impl std::fmt::Display for Net {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-/// How many leading bits of two `width`-bit values agree.
-fn common_prefix(a: u128, b: u128, width: u8) -> u8 {
-    ((a ^ b) << (128 - width as u32))
-        .leading_zeros()
-        .min(width as u32) as u8
-}
-
-/// Longest-prefix lookup from client address to region.
-#[derive(Debug, Default)]
-pub struct RegionIndex {
-    /// (network, region), most specific first.
-    nets: Vec<(Net, usize)>,
-}
+use crate::plan::{Net, Plan};
 
 /// Where a client was placed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,24 +29,87 @@ pub struct Placement {
     pub scope: u8,
 }
 
+/// One region network in the index.
+#[derive(Debug)]
+struct Entry {
+    net: Net,
+    region: usize,
+    /// Networks of other regions nested inside this one; they bound the scope (usually
+    /// none, so placing a client costs one trie lookup).
+    nested: Vec<Net>,
+}
+
+/// Longest-prefix lookup from client address to region.
+#[derive(Debug, Default)]
+pub struct RegionIndex {
+    v4: PrefixMap<Ipv4Net, Entry>,
+    v6: PrefixMap<Ipv6Net, Entry>,
+}
+
+fn bits(ip: IpAddr) -> (u128, u8) {
+    match ip {
+        IpAddr::V4(v) => (u32::from(v) as u128, 32),
+        IpAddr::V6(v) => (u128::from(v), 128),
+    }
+}
+
+/// How many leading bits of two `width`-bit values agree.
+fn common_prefix(a: u128, b: u128, width: u8) -> u8 {
+    ((a ^ b) << (128 - width as u32))
+        .leading_zeros()
+        .min(width as u32) as u8
+}
+
 impl RegionIndex {
+    /// The index of every network of `plan`'s regions.
+    pub fn of(plan: &Plan) -> Self {
+        RegionIndex::new(
+            plan.regions
+                .iter()
+                .enumerate()
+                .flat_map(|(i, r)| r.networks.iter().map(move |n| (i, *n))),
+        )
+    }
+
+    /// Networks must be distinct (config compilation refuses duplicates).
     pub fn new(regions: impl IntoIterator<Item = (usize, Net)>) -> Self {
-        let mut nets: Vec<(Net, usize)> = regions.into_iter().map(|(r, n)| (n, r)).collect();
-        nets.sort_by_key(|n| std::cmp::Reverse(n.0.prefix));
-        RegionIndex { nets }
+        let all: Vec<(usize, Net)> = regions.into_iter().collect();
+        let mut idx = RegionIndex::default();
+        for &(region, net) in &all {
+            let nested = all
+                .iter()
+                .filter(|&&(r, o)| {
+                    r != region && o.prefix() > net.prefix() && net.contains(o.addr())
+                })
+                .map(|&(_, o)| o)
+                .collect();
+            let entry = Entry {
+                net,
+                region,
+                nested,
+            };
+            match net.ipnet() {
+                ipnet::IpNet::V4(n) => idx.v4.insert(n, entry),
+                ipnet::IpNet::V6(n) => idx.v6.insert(n, entry),
+            };
+        }
+        idx
     }
 
     pub fn is_empty(&self) -> bool {
-        self.nets.is_empty()
+        self.v4.is_empty() && self.v6.is_empty()
     }
 
     /// The region whose network is the longest match for `ip`, if any.
     pub fn place(&self, ip: IpAddr) -> Option<Placement> {
-        let &(net, region) = self.nets.iter().find(|(n, _)| n.contains(ip))?;
+        let entry = match ip {
+            IpAddr::V4(a) => self.v4.get_lpm(&Ipv4Net::from(a)).map(|(_, e)| e),
+            IpAddr::V6(a) => self.v6.get_lpm(&Ipv6Net::from(a)).map(|(_, e)| e),
+        }?;
         Some(Placement {
-            region,
-            net,
-            scope: self.scope(ip, net, region),
+            region: entry.region,
+            net: entry.net,
+            scope: scope(ip, entry),
         })
     }
 
@@ -132,35 +119,52 @@ impl RegionIndex {
     /// prefix whose block around the client meets no region network of its family; 0
     /// when that family has no region networks at all.
     pub fn scope_outside(&self, ip: IpAddr) -> u8 {
-        let (b, width) = bits(ip);
-        self.nets
-            .iter()
-            .filter(|(n, _)| bits(n.addr).1 == width)
-            .map(|(n, _)| common_prefix(b, bits(n.addr).0, width).min(n.prefix) + 1)
-            .max()
-            .map_or(0, |s| s.min(width))
-    }
-
-    /// RFC 7871 §7.2.1: a resolver caches the answer for every client within SCOPE
-    /// bits of this one, so the scope must not reach into a more specific network of
-    /// another region. Say eu has 10.0.0.0/8 and us has 10.1.0.0/16: a client in
-    /// 10.2.0.0/24 is in eu, but scope 8 would let a resolver hand eu's answer to us's
-    /// clients. The scope is lengthened until the client's block stops short of every
-    /// such network: one bit past the longest prefix the client shares with it.
-    fn scope(&self, ip: IpAddr, net: Net, region: usize) -> u8 {
-        let (b, width) = bits(ip);
-        let mut scope = net.prefix;
-        for &(other, r) in &self.nets {
-            if r == region || other.prefix <= net.prefix || !net.contains(other.addr) {
-                continue;
-            }
-            let common = common_prefix(b, bits(other.addr).0, width);
-            if common < other.prefix {
-                scope = scope.max(common + 1);
+        let (_, width) = bits(ip);
+        // Blocks shrink as the prefix grows, so "meets a network" is monotone: find the
+        // first prefix that meets none by bisection. No network contains the client,
+        // so a block meets one only by containing it.
+        let meets = |k: u8| match ip {
+            IpAddr::V4(a) => Ipv4Net::new(a, k)
+                .map(|b| self.v4.children(&b.trunc()).next().is_some())
+                .unwrap_or(false),
+            IpAddr::V6(a) => Ipv6Net::new(a, k)
+                .map(|b| self.v6.children(&b.trunc()).next().is_some())
+                .unwrap_or(false),
+        };
+        let (mut lo, mut hi) = (0u8, width);
+        if !meets(lo) {
+            return 0;
+        }
+        // Invariant: meets(lo), and the answer is in lo+1..=hi (meets(width) is false:
+        // a /width block that held a network would be that network, holding the client).
+        while lo + 1 < hi {
+            let mid = lo + (hi - lo) / 2;
+            if meets(mid) {
+                lo = mid;
+            } else {
+                hi = mid;
             }
         }
-        scope
+        hi
     }
+}
+
+/// RFC 7871 §7.2.1: a resolver caches the answer for every client within SCOPE bits
+/// of this one, so the scope must not reach into a more specific network of another
+/// region. Say eu has 10.0.0.0/8 and us has 10.1.0.0/16: a client in 10.2.0.0/24 is in
+/// eu, but scope 8 would let a resolver hand eu's answer to us's clients. The scope is
+/// lengthened until the client's block stops short of every such network: one bit past
+/// the longest prefix the client shares with it.
+fn scope(ip: IpAddr, entry: &Entry) -> u8 {
+    let (b, width) = bits(ip);
+    let mut scope = entry.net.prefix();
+    for other in &entry.nested {
+        let common = common_prefix(b, bits(other.addr()).0, width);
+        if common < other.prefix() {
+            scope = scope.max(common + 1);
+        }
+    }
+    scope
 }
 
 /// Per region of a chain: total enabled weight and healthy (ready) weight.
@@ -207,47 +211,30 @@ pub fn loads(chain: &[Capacity], factor: Option<f64>) -> Vec<f64> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn nets_parse_and_match() {
-        let n = Net::parse("10.1.0.0/16").unwrap();
-        assert!(n.contains("10.1.200.3".parse().unwrap()));
-        assert!(!n.contains("10.2.0.1".parse().unwrap()));
-        assert!(!n.contains("::1".parse().unwrap()));
-        assert!(Net::parse("10.1.0.1/16").is_err());
-        assert!(Net::parse("10.1.0.0/33").is_err());
-        let any = Net::parse("0.0.0.0/0").unwrap();
-        assert!(any.contains("192.0.2.1".parse().unwrap()));
-        let v6 = Net::parse("2001:db8::/32").unwrap();
-        assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
-        assert!(Net::parse("::/0").unwrap().contains("::1".parse().unwrap()));
-        assert!(
-            Net::parse("::1/128")
-                .unwrap()
-                .contains("::1".parse().unwrap())
-        );
+    fn net(s: &str) -> Net {
+        Net::parse(s).unwrap()
     }
 
     #[test]
     fn longest_prefix_wins_across_regions() {
-        let idx = RegionIndex::new([
-            (0, Net::parse("10.0.0.0/8").unwrap()),
-            (1, Net::parse("10.1.0.0/16").unwrap()),
-        ]);
+        let idx = RegionIndex::new([(0, net("10.0.0.0/8")), (1, net("10.1.0.0/16"))]);
         assert_eq!(idx.place("10.1.2.3".parse().unwrap()).unwrap().region, 1);
         assert_eq!(idx.place("10.2.2.3".parse().unwrap()).unwrap().region, 0);
         assert_eq!(
-            idx.place("10.2.2.3".parse().unwrap()).unwrap().net.prefix,
+            idx.place("10.2.2.3".parse().unwrap()).unwrap().net.prefix(),
             8
         );
         assert!(idx.place("192.0.2.1".parse().unwrap()).is_none());
+        assert!(idx.place("::1".parse().unwrap()).is_none());
+        assert!(RegionIndex::default().is_empty() && !idx.is_empty());
     }
 
     #[test]
     fn scope_stops_short_of_other_regions_networks() {
         let idx = RegionIndex::new([
-            (0, Net::parse("10.0.0.0/8").unwrap()),
-            (1, Net::parse("10.1.0.0/16").unwrap()),
-            (0, Net::parse("10.0.0.0/12").unwrap()),
+            (0, net("10.0.0.0/8")),
+            (1, net("10.1.0.0/16")),
+            (0, net("10.0.0.0/12")),
         ]);
         let p = |ip: &str| idx.place(ip.parse().unwrap()).unwrap();
         // 10.2 = 00001010.00000010 vs 10.1 = 00001010.00000001: 14 bits shared.
@@ -258,10 +245,7 @@ mod tests {
         assert_eq!(p("10.200.0.1").scope, 9);
         // The us network itself has nothing of another region inside it.
         assert_eq!((p("10.1.9.9").region, p("10.1.9.9").scope), (1, 16));
-        let v6 = RegionIndex::new([
-            (0, Net::parse("2001:db8::/32").unwrap()),
-            (1, Net::parse("2001:db8:8000::/33").unwrap()),
-        ]);
+        let v6 = RegionIndex::new([(0, net("2001:db8::/32")), (1, net("2001:db8:8000::/33"))]);
         assert_eq!(
             v6.place("2001:db8:1::1".parse().unwrap()).unwrap().scope,
             33
@@ -271,6 +255,9 @@ mod tests {
         assert_eq!(idx.scope_outside("192.0.2.1".parse().unwrap()), 1);
         assert_eq!(idx.scope_outside("::1".parse().unwrap()), 0);
         assert_eq!(v6.scope_outside("2001:db9::1".parse().unwrap()), 32);
+        // Next to a host route: every bit but the last is shared.
+        let host = RegionIndex::new([(0, net("192.0.2.1/32"))]);
+        assert_eq!(host.scope_outside("192.0.2.0".parse().unwrap()), 32);
     }
 
     #[test]

@@ -16,6 +16,6 @@ pub mod health;
 pub mod metrics;
 pub mod overrides;
 pub mod plan;
+pub mod publisher;
 pub mod rng;
-pub mod runtime;
 pub mod snapshot;

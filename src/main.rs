@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use gslb::config;
 use gslb::dns::{Handler, server};
 use gslb::metrics::Metrics;
-use gslb::runtime::Runtime;
+use gslb::publisher::Publisher;
 
 const USAGE: &str = "\
 gslb: authoritative DNS for global server load balancing, with health checks
@@ -209,7 +209,7 @@ fn serve(plan: gslb::plan::Plan, path: Option<PathBuf>, demo: bool) -> anyhow::R
         let grace = plan.server.grace_period;
         let admin_token = plan.admin.as_ref().and_then(|a| a.token.clone());
 
-        let runtime = Runtime::start(plan, path, Metrics::new())?;
+        let runtime = Publisher::start(plan, path, Metrics::new())?;
         let shutdown = CancellationToken::new();
         // Before the "listening" lines: whoever reads them may signal at once, and a
         // SIGHUP or SIGTERM without a handler installed kills the process.
@@ -250,7 +250,7 @@ fn serve(plan: gslb::plan::Plan, path: Option<PathBuf>, demo: bool) -> anyhow::R
 /// The handlers are installed when this is called, not when the returned future first
 /// runs.
 fn handle_signals(
-    runtime: Arc<Runtime>,
+    runtime: Arc<Publisher>,
     shutdown: CancellationToken,
 ) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};

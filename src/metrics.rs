@@ -259,6 +259,24 @@ impl Metrics {
         String::from_utf8(buf).expect("prometheus text is UTF-8")
     }
 
+    /// Sets `gslb_endpoint_up` of every endpoint of `plan`; `ready(service, endpoint)`
+    /// says whether it may answer.
+    pub fn endpoints_ready(&self, plan: &Plan, ready: impl Fn(usize, usize) -> bool) {
+        for (si, svc) in plan.services.iter().enumerate() {
+            let name = svc.name.to_string();
+            for (ei, e) in svc.endpoints.iter().enumerate() {
+                let gw = &plan.gateways[e.gateway];
+                self.endpoint_up
+                    .with_label_values(&[
+                        name.as_str(),
+                        gw.name.as_str(),
+                        gw.region.as_deref().unwrap_or(""),
+                    ])
+                    .set(i64::from(ready(si, ei)));
+            }
+        }
+    }
+
     /// Removes the series of services, endpoints and probe targets that `old` had and
     /// `new` does not, so that a long-running server with config churn does not keep
     /// exporting (and growing) series for things that are gone.

@@ -8,9 +8,24 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::plan::Plan;
+
+/// Why an override call was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverrideError {
+    #[error("unknown gateway {0:?}")]
+    UnknownGateway(String),
+    #[error("unknown service {0:?}")]
+    UnknownService(String),
+    #[error("service {service} has no endpoint on gateway {gateway:?}")]
+    NoSuchEndpoint { service: String, gateway: String },
+    #[error("cannot save state file {}: {why}; nothing changed", path.display())]
+    Save { path: PathBuf, why: String },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,6 +95,53 @@ impl Overrides {
                 }
             },
         }
+    }
+
+    /// Whether `plan` has what `scope` names. Clearing an override that exists is
+    /// always allowed, even when a reload removed its gateway or service: otherwise it
+    /// could never be cleared and would come back with the name.
+    pub fn check(
+        &self,
+        plan: &Plan,
+        scope: &Scope,
+        state: Option<AdminState>,
+    ) -> Result<(), OverrideError> {
+        let clearing_existing = state.is_none()
+            && match scope {
+                Scope::Gateway(g) => self.gateways.contains_key(g),
+                Scope::Endpoint { service, gateway } => self
+                    .endpoints
+                    .get(service)
+                    .is_some_and(|m| m.contains_key(gateway)),
+            };
+        if clearing_existing {
+            return Ok(());
+        }
+        match scope {
+            Scope::Gateway(g) => {
+                if !plan.gateways.iter().any(|x| x.name == *g) {
+                    return Err(OverrideError::UnknownGateway(g.clone()));
+                }
+            }
+            Scope::Endpoint { service, gateway } => {
+                let svc = plan
+                    .services
+                    .iter()
+                    .find(|s| s.name.to_string() == *service)
+                    .ok_or_else(|| OverrideError::UnknownService(service.clone()))?;
+                if !svc
+                    .endpoints
+                    .iter()
+                    .any(|e| plan.gateways[e.gateway].name == *gateway)
+                {
+                    return Err(OverrideError::NoSuchEndpoint {
+                        service: service.clone(),
+                        gateway: gateway.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The effective override of `gateway` within `service`.

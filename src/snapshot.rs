@@ -122,6 +122,8 @@ pub struct Snapshot {
     /// The probe state of each `plan.targets` entry, for `/v1/state` (live details:
     /// last result, timings). Empty in snapshots built without a health engine.
     pub probes: Arc<[Arc<TargetState>]>,
+    /// The operator overrides the tables were built with.
+    pub overrides: Overrides,
 }
 
 impl Snapshot {
@@ -156,6 +158,7 @@ impl Snapshot {
             metrics,
             services,
             probes: Arc::new([]),
+            overrides: overrides.clone(),
         }
     }
 

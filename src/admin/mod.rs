@@ -1,11 +1,15 @@
 //! The admin HTTP listener: `/metrics`, `/livez`, `/readyz`, `/v1/state`,
 //! `/v1/explain`, and the override calls (`/v1/drain`, `/v1/undrain`, `/v1/force-up`,
-//! `/v1/force-down`). It knows nothing of probes or snapshots: it talks to a `Backend`.
+//! `/v1/force-down`). It reads the published snapshot and changes state only through
+//! the publisher's two calls, `set_override` and `readiness`; `state.rs` renders
+//! `/v1/state`.
 //!
 //! Mutating calls are POSTs. When a token is configured they need
 //! `Authorization: Bearer <token>` (the config refuses a non-loopback admin listener
 //! without one); requests a browser marks (`Origin`, `Sec-Fetch-Site`) are refused; and
 //! every one of them is logged.
+
+mod state;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -24,27 +28,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::overrides::{AdminState, Scope};
-
-/// What the admin API needs from the running server.
-pub trait Backend: Send + Sync + 'static {
-    /// Prometheus text exposition.
-    fn metrics(&self) -> String;
-    /// `Ok` when ready to serve; `Err(reason)` when not yet.
-    fn ready(&self) -> Result<(), String>;
-    fn state(&self) -> serde_json::Value;
-    fn explain(
-        &self,
-        name: &str,
-        client: IpAddr,
-        ecs: Option<&str>,
-    ) -> Result<serde_json::Value, String>;
-    /// Sets or clears an override; `Err` for an unknown gateway/service.
-    fn set_override(&self, scope: Scope, state: Option<AdminState>) -> Result<(), String>;
-}
+use crate::overrides::{AdminState, OverrideError, Scope};
+use crate::publisher::{Change, Publisher};
 
 pub struct Admin {
-    backend: Arc<dyn Backend>,
+    publisher: Arc<Publisher>,
     /// Required on mutating calls when `Some`.
     token: Option<String>,
 }
@@ -52,12 +40,12 @@ pub struct Admin {
 /// Serves the admin API on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
-    backend: Arc<dyn Backend>,
+    publisher: Arc<Publisher>,
     token: Option<String>,
     shutdown: CancellationToken,
 ) {
     // A configured token is always enforced; off loopback the config requires one.
-    let admin = Arc::new(Admin { backend, token });
+    let admin = Arc::new(Admin { publisher, token });
     // The admin listener shares the process's descriptor table with DNS and the
     // probes: bound its connections and how long each may live, so that idle or
     // trickling clients cannot starve those.
@@ -145,7 +133,7 @@ impl Admin {
         let path = req.uri().path();
         match (req.method(), path) {
             (&Method::GET, "/metrics") => {
-                let mut r = text(StatusCode::OK, self.backend.metrics());
+                let mut r = text(StatusCode::OK, self.publisher.metrics.render());
                 r.headers_mut().insert(
                     CONTENT_TYPE,
                     "text/plain; version=0.0.4; charset=utf-8".parse().unwrap(),
@@ -153,14 +141,20 @@ impl Admin {
                 r
             }
             (&Method::GET, "/livez") => text(StatusCode::OK, "ok\n"),
-            (&Method::GET, "/readyz") => match self.backend.ready() {
+            (&Method::GET, "/readyz") => match self.publisher.readiness() {
                 Ok(()) => text(StatusCode::OK, "ready\n"),
                 Err(why) => text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("not ready: {why}\n"),
                 ),
             },
-            (&Method::GET, "/v1/state") => json(StatusCode::OK, &self.backend.state()),
+            (&Method::GET, "/v1/state") => {
+                let ready = self.publisher.readiness().is_ok();
+                json(
+                    StatusCode::OK,
+                    &state::state_json(&self.publisher.shared().load(), ready),
+                )
+            }
             (&Method::GET, "/v1/explain") => {
                 let Some(name) = params.get("name") else {
                     return error(StatusCode::BAD_REQUEST, "explain needs ?name=");
@@ -172,12 +166,11 @@ impl Admin {
                         return error(StatusCode::BAD_REQUEST, "client is not an IP address");
                     }
                 };
-                match self
-                    .backend
-                    .explain(name, client, params.get("ecs").map(String::as_str))
-                {
-                    Ok(v) => json(StatusCode::OK, &v),
-                    Err(e) => error(StatusCode::BAD_REQUEST, &e),
+                let snap = self.publisher.shared().load();
+                let ecs = params.get("ecs").map(String::as_str);
+                match crate::explain::explain(&snap, name, client, ecs) {
+                    Ok(e) => json(StatusCode::OK, &e.to_json()),
+                    Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
                 }
             }
             (&Method::POST, "/v1/drain" | "/v1/undrain" | "/v1/force-up" | "/v1/force-down") => {
@@ -227,9 +220,11 @@ impl Admin {
                         );
                     }
                 };
-                match self.backend.set_override(scope.clone(), state) {
-                    Ok(()) => {
-                        info!(%peer, call = %path, ?scope, "admin override applied");
+                match self.publisher.set_override(&scope, state) {
+                    Ok(change) => {
+                        if change == Change::Applied {
+                            info!(%peer, call = %path, ?scope, "admin override applied");
+                        }
                         json(
                             StatusCode::OK,
                             &serde_json::json!({
@@ -239,7 +234,10 @@ impl Admin {
                             }),
                         )
                     }
-                    Err(e) => error(StatusCode::NOT_FOUND, &e),
+                    Err(e @ OverrideError::Save { .. }) => {
+                        error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+                    }
+                    Err(e) => error(StatusCode::NOT_FOUND, &e.to_string()),
                 }
             }
             (_, "/metrics" | "/livez" | "/readyz" | "/v1/state" | "/v1/explain") => {
@@ -275,39 +273,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// `a=1&b=x%2Fy` → map, percent-decoded, `+` as space.
+/// `a=1&b=x%2Fy` → map, percent-decoded, `+` as space (the first of repeated keys).
 fn query_params(q: &str) -> HashMap<String, String> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            Some((percent_decode(k)?, percent_decode(v)?))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
+    let mut out = HashMap::new();
+    for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+        out.entry(k.into_owned()).or_insert_with(|| v.into_owned());
     }
-    String::from_utf8(out).ok()
+    out
 }
 
 #[cfg(test)]
@@ -320,7 +292,6 @@ mod tests {
         assert_eq!(p["name"], "app.gslb.test");
         assert_eq!(p["ecs"], "203.0.113.0/24");
         assert_eq!(p["x"], "a b");
-        assert!(percent_decode("%zz").is_none());
-        assert!(percent_decode("%2").is_none());
+        assert_eq!(query_params("a=1&a=2&b")["a"], "1");
     }
 }

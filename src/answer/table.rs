@@ -25,6 +25,17 @@ pub struct ServiceTable {
 }
 
 impl ServiceTable {
+    /// Whether endpoint `e` is a candidate for some kind of client.
+    pub fn may_answer(&self, e: usize) -> bool {
+        self.slots.iter().any(|slot| {
+            slot.v4
+                .candidates
+                .iter()
+                .chain(slot.v6.candidates.iter())
+                .any(|c| c.endpoint == e)
+        })
+    }
+
     /// The slot for a client placed in `region` (`None`: in no region).
     pub fn slot(&self, region: Option<usize>) -> &Slot {
         let last = self.slots.len() - 1;

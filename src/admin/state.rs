@@ -1,0 +1,93 @@
+//! `/v1/state`: every service and endpoint as the published snapshot sees them, with
+//! the live details of each probe. Built from one snapshot, without the writer lock, so
+//! a scrape of thousands of targets never delays a failover.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::answer::{Client, Family};
+use crate::overrides::AdminState;
+use crate::snapshot::Snapshot;
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+pub fn state_json(snap: &Snapshot, ready: bool) -> Value {
+    let plan = &snap.plan;
+    let services: Vec<Value> = plan
+        .services
+        .iter()
+        .enumerate()
+        .map(|(si, svc)| {
+            let table = &snap.services[si];
+            let endpoints: Vec<Value> = svc
+                .endpoints
+                .iter()
+                .enumerate()
+                .map(|(ei, e)| {
+                    let gw = &plan.gateways[e.gateway];
+                    let view = table.endpoints[ei];
+                    let probe = e.target.map(|t| {
+                        let target = &plan.targets[t];
+                        let detail = snap.probes.get(t).map(|s| s.detail());
+                        let detail = detail.as_ref();
+                        json!({
+                            "target": target.addr.to_string(),
+                            "check": plan.checks[target.check].name,
+                            "up": view.probe_up,
+                            "last_result": detail.and_then(|d| d.last.as_ref()).map(|r| match r {
+                                Ok(()) => "ok".to_string(),
+                                Err(e) => e.clone(),
+                            }),
+                            "last_probe_unix": detail.and_then(|d| d.last_probe_at).map(unix),
+                            "last_duration_seconds": detail.and_then(|d| d.last_duration).map(|d| d.as_secs_f64()),
+                            "changed_unix": detail.and_then(|d| d.changed_at).map(unix),
+                        })
+                    });
+                    let addresses: Vec<String> = gw
+                        .v4
+                        .iter()
+                        .map(|a| a.to_string())
+                        .chain(gw.v6.iter().map(|a| a.to_string()))
+                        .collect();
+                    json!({
+                        "gateway": gw.name,
+                        "region": gw.region,
+                        "addresses": addresses,
+                        "weight": e.weight,
+                        "effective_weight": if table.may_answer(ei) { e.weight } else { 0 },
+                        "health": match (e.target, view.probe_up) {
+                            (None, _) => "unchecked",
+                            (Some(_), true) => "up",
+                            (Some(_), false) => "down",
+                        },
+                        "admin": view.admin.map(AdminState::as_str),
+                        "ready": view.ready(),
+                        "probe": probe,
+                    })
+                })
+                .collect();
+            // The decision for a client in no region (every client without locality).
+            let nowhere = snap.decide(si, Client(None));
+            json!({
+                "name": svc.name.to_string(),
+                "ttl": svc.ttl,
+                "answers": svc.answers,
+                "decision_v4": format!("{:?}", nowhere.pool(Family::V4).decision),
+                "decision_v6": format!("{:?}", nowhere.pool(Family::V6).decision),
+                "locality": svc.locality,
+                "panic": nowhere.panic,
+                "endpoints": endpoints,
+            })
+        })
+        .collect();
+    json!({
+        "config": plan.source.display().to_string(),
+        "ready": ready,
+        "services": services,
+        "overrides": serde_json::to_value(&snap.overrides).unwrap_or(Value::Null),
+    })
+}

@@ -1,0 +1,281 @@
+//! The single writer of the snapshot: current plan, probe states and overrides in,
+//! one `Snapshot` out, stored with one `ArcSwap::store` per change.
+//!
+//! Every change (a probe flip, an override, a reload) ends in `republish`, which takes
+//! the writer lock, reads the probe verdicts, builds one `Snapshot` and stores it.
+//! Holding the lock across read-build-store means a slower build can never overwrite a
+//! newer one. The lock guards nothing else: reading the config file, starting probes
+//! (`Engine::apply`) and saving the state file happen before it is taken, so a slow
+//! disk or a big reload never delays the publication of a probe flip, i.e. a failover.
+//! Queries never take it: they `load()`. Readers of state (`/v1/state`, explain,
+//! readiness) read the published snapshot.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use tokio::sync::Notify;
+use tracing::{error, info, warn};
+
+use crate::config::{self, ConfigError};
+use crate::health::{Engine, TargetState};
+use crate::metrics::{Metrics, PlanMetrics};
+use crate::overrides::{AdminState, OverrideError, Overrides, Scope};
+use crate::plan::Plan;
+use crate::snapshot::{Shared, Snapshot, Zones};
+
+/// Why a reload did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the embedded demo configuration cannot be reloaded")]
+    NoFile,
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// What an override call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Applied,
+    /// The override was already in that state.
+    Unchanged,
+}
+
+pub struct Publisher {
+    /// The file `reload` reads; `None` for the embedded demo config.
+    config_path: Option<PathBuf>,
+    /// Where overrides are saved: fixed at startup, like the rest of `[admin]`.
+    state_file: Option<PathBuf>,
+    ready_deadline: Duration,
+    pub metrics: Arc<Metrics>,
+    shared: Shared,
+    /// The writer lock: held to build and store a snapshot, nothing else.
+    inner: Mutex<Inner>,
+    /// Serialises reloads (the engine is theirs alone); never held by `republish`.
+    engine: Mutex<Engine>,
+    /// Serialises override changes, so that the state file and the published overrides
+    /// change in the same order.
+    overriding: Mutex<()>,
+    started: Instant,
+}
+
+struct Inner {
+    plan: Arc<Plan>,
+    zones: Arc<Zones>,
+    plan_metrics: Arc<PlanMetrics>,
+    /// Probe state per `plan.targets` entry.
+    states: Arc<[Arc<TargetState>]>,
+    overrides: Overrides,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Publisher {
+    /// Starts probing `plan` and publishes the first snapshot. Needs a tokio runtime.
+    pub fn start(
+        plan: Plan,
+        config_path: Option<PathBuf>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Arc<Publisher>> {
+        let plan = Arc::new(plan);
+        let overrides = match plan.admin.as_ref().and_then(|a| a.state_file.as_ref()) {
+            Some(path) => Overrides::load(path)
+                .map_err(|e| anyhow::anyhow!("cannot read state file {}: {e}", path.display()))?,
+            None => Overrides::default(),
+        };
+        let changed = Arc::new(Notify::new());
+        let mut engine = Engine::new(
+            changed.clone(),
+            metrics.clone(),
+            plan.health.max_concurrent_probes,
+        );
+        let states = engine.apply(&plan);
+        let zones = Arc::new(Zones::build(&plan));
+        let plan_metrics = Arc::new(metrics.for_plan(&plan));
+        let first = Snapshot::build(
+            plan.clone(),
+            zones.clone(),
+            plan_metrics.clone(),
+            &states.iter().map(|s| s.is_up()).collect::<Vec<_>>(),
+            &overrides,
+        );
+        let admin = plan.admin.as_ref();
+        let p = Arc::new(Publisher {
+            config_path,
+            state_file: admin.and_then(|a| a.state_file.clone()),
+            ready_deadline: admin.map_or(Duration::from_secs(30), |a| a.ready_deadline),
+            metrics: metrics.clone(),
+            shared: Arc::new(ArcSwap::from_pointee(first)),
+            inner: Mutex::new(Inner {
+                plan: plan.clone(),
+                zones,
+                plan_metrics,
+                states,
+                overrides,
+            }),
+            engine: Mutex::new(engine),
+            overriding: Mutex::new(()),
+            started: Instant::now(),
+        });
+        p.republish();
+        info!(
+            zones = plan.zones.len(),
+            services = plan.services.len(),
+            targets = plan.targets.len(),
+            "serving"
+        );
+        metrics.reloads.with_label_values(&["success"]).inc();
+        metrics.last_reload_success.set(unix_now());
+
+        // One snapshot per burst of probe flips.
+        let weak = Arc::downgrade(&p);
+        tokio::spawn(async move {
+            loop {
+                changed.notified().await;
+                match weak.upgrade() {
+                    // Building a snapshot takes the writer lock: do it on the blocking
+                    // pool, not on a DNS worker thread.
+                    Some(p) => {
+                        let _ = tokio::task::spawn_blocking(move || p.republish()).await;
+                    }
+                    None => return,
+                }
+            }
+        });
+        Ok(p)
+    }
+
+    /// The published snapshot, for readers.
+    pub fn shared(&self) -> Shared {
+        self.shared.clone()
+    }
+
+    pub fn plan(&self) -> Arc<Plan> {
+        self.shared.load().plan.clone()
+    }
+
+    /// Builds and stores a snapshot from the current plan, probe states and overrides.
+    pub fn republish(&self) {
+        let inner = lock(&self.inner);
+        let health: Vec<bool> = inner.states.iter().map(|s| s.is_up()).collect();
+        let snap = Snapshot::build(
+            inner.plan.clone(),
+            inner.zones.clone(),
+            inner.plan_metrics.clone(),
+            &health,
+            &inner.overrides,
+        )
+        .with_probes(inner.states.clone());
+        self.metrics
+            .endpoints_ready(&snap.plan, |s, e| snap.services[s].endpoints[e].ready());
+        self.shared.store(Arc::new(snap));
+        self.metrics.snapshots.inc();
+    }
+
+    /// Re-reads the config file. A valid one replaces the plan atomically (probes of
+    /// unchanged targets keep running and keep their state); an invalid one is
+    /// rejected and the old one keeps serving.
+    pub fn reload(&self) -> Result<(), ReloadError> {
+        let Some(path) = &self.config_path else {
+            return Err(ReloadError::NoFile);
+        };
+        let mut engine = lock(&self.engine);
+        let plan = match config::load(path) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                self.metrics.reloads.with_label_values(&["failure"]).inc();
+                error!("reload rejected, keeping previous config: {e}");
+                return Err(e.into());
+            }
+        };
+        let old = self.plan();
+        if plan.server.listen != old.server.listen
+            || plan.admin != old.admin
+            || plan.health != old.health
+        {
+            warn!(
+                "listen addresses, [admin] and [health] settings take effect at the next restart"
+            );
+        }
+        // Outside the writer lock: probes of the new plan start (and report flips,
+        // which republish the old plan until the swap below).
+        let states = engine.apply(&plan);
+        let zones = Arc::new(Zones::build(&plan));
+        let plan_metrics = Arc::new(self.metrics.for_plan(&plan));
+        {
+            let mut inner = lock(&self.inner);
+            // Series of services, endpoints and targets that are gone would linger
+            // otherwise.
+            self.metrics.forget_removed(&inner.plan, &plan);
+            self.metrics.endpoint_up.reset();
+            inner.states = states;
+            inner.zones = zones;
+            inner.plan_metrics = plan_metrics;
+            inner.plan = plan.clone();
+        }
+        self.republish();
+        self.metrics.reloads.with_label_values(&["success"]).inc();
+        self.metrics.last_reload_success.set(unix_now());
+        info!(
+            zones = plan.zones.len(),
+            services = plan.services.len(),
+            targets = plan.targets.len(),
+            "configuration reloaded from {}",
+            path.display()
+        );
+        Ok(())
+    }
+
+    /// `Ok` once every probe target has a first result (or the deadline has passed).
+    pub fn readiness(&self) -> Result<(), String> {
+        let snap = self.shared.load();
+        let pending = snap.probes.iter().filter(|s| !s.probed()).count();
+        if pending == 0 || self.started.elapsed() >= self.ready_deadline {
+            return Ok(());
+        }
+        Err(format!(
+            "first probe round not finished ({pending} of {} targets pending)",
+            snap.probes.len()
+        ))
+    }
+
+    /// Sets (`Some`) or clears (`None`) an operator override. With a state file, the
+    /// change is saved before it is published; one that cannot be saved is refused and
+    /// changes nothing.
+    pub fn set_override(
+        &self,
+        scope: &Scope,
+        state: Option<AdminState>,
+    ) -> Result<Change, OverrideError> {
+        let _one_at_a_time = lock(&self.overriding);
+        let (plan, mut next) = {
+            let inner = lock(&self.inner);
+            (inner.plan.clone(), inner.overrides.clone())
+        };
+        next.check(&plan, scope, state)?;
+        if !next.set(scope, state) {
+            return Ok(Change::Unchanged);
+        }
+        if let Some(path) = &self.state_file {
+            next.save(path).map_err(|e| {
+                error!("cannot save state file {}: {e}", path.display());
+                OverrideError::Save {
+                    path: path.clone(),
+                    why: e.to_string(),
+                }
+            })?;
+        }
+        lock(&self.inner).overrides = next;
+        self.republish();
+        Ok(Change::Applied)
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

@@ -75,8 +75,11 @@ pub struct EndpointTrace {
 pub struct FamilyTrace {
     pub qtype: &'static str,
     pub decision: Decision,
-    /// (gateway, weight in the draw, share of answers in 0..=1)
-    pub candidates: Vec<(String, u64, f64)>,
+    /// (gateway, its region, weight in the draw, share of answers in 0..=1)
+    pub candidates: Vec<(String, Option<String>, u64, f64)>,
+    /// The candidates (by index) an answer of several endpoints is drawn from: one
+    /// group per region of a spillover chain, else one group.
+    pub groups: Vec<std::ops::Range<usize>>,
 }
 
 /// Parses `203.0.113.0/24` (host bits must be zero, as RFC 7871 §6 requires of the
@@ -189,9 +192,10 @@ fn trace_service(snap: &Snapshot, zone: usize, s: usize, decided: &Decided<'_>) 
             .enumerate()
             .map(|(i, c)| {
                 let gw = &plan.gateways[svc.endpoints[c.endpoint].gateway];
-                (gw.name.clone(), c.weight, pool.share(i))
+                (gw.name.clone(), gw.region.clone(), c.weight, pool.share(i))
             })
             .collect(),
+        groups: pool.groups().collect(),
     };
     ServiceTrace {
         zone: plan.zones[zone].origin.to_string(),
@@ -285,9 +289,13 @@ impl Explanation {
                     "qtype": f.qtype,
                     "decision": format!("{:?}", f.decision),
                     "why": decision_text(f.decision),
-                    "candidates": f.candidates.iter().map(|(g, w, share)| json!({
-                        "gateway": g, "weight": w, "share": share,
+                    "candidates": f.candidates.iter().map(|(g, region, w, share)| json!({
+                        "gateway": g, "region": region, "weight": w, "share": share,
                     })).collect::<Vec<_>>(),
+                    // An answer of several endpoints holds endpoints of one group only.
+                    "answer_groups": f.groups.iter().map(|r| {
+                        f.candidates[r.clone()].iter().map(|c| c.0.clone()).collect::<Vec<_>>()
+                    }).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
             }),
         };
@@ -372,7 +380,7 @@ impl fmt::Display for Explanation {
                 }
                 for fam in &t.families {
                     writeln!(f, "{} answers: {}", fam.qtype, decision_text(fam.decision))?;
-                    for (g, w, share) in &fam.candidates {
+                    for (g, _, w, share) in &fam.candidates {
                         writeln!(
                             f,
                             "  {:<20} weight {:<5} share {:5.1}%",

@@ -39,7 +39,7 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 use proptest::prelude::*;
 
-use gslb::answer::Decision;
+use gslb::answer::{Client, Decision, Family};
 use gslb::dns::Handler;
 use gslb::overrides::{AdminState, Overrides, Scope};
 use gslb::snapshot::{Snapshot, Zones};
@@ -555,7 +555,9 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
         &health,
         &overrides,
     );
-    let handler = Handler::new(Arc::new(ArcSwap::from_pointee(snap)));
+    let shared = Arc::new(ArcSwap::from_pointee(snap));
+    let handler = Handler::new(shared.clone());
+    let snap = shared.load_full();
 
     // Answer address → gateway.
     let mut by_addr: HashMap<IpAddr, usize> = HashMap::new();
@@ -716,6 +718,87 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
                         m.text
                     )
                 };
+                // (a) and (b) for one endpoint that may answer, or that the decision
+                // lists as a candidate.
+                let allowed = |e: &Ep| -> Result<(), TestCaseError> {
+                    // (a)
+                    prop_assert!(!e.drained, "drained g{} may answer: {}", e.gw, ctx());
+                    if !e.ready {
+                        prop_assert!(
+                            (panic && e.enabled) || (fail_open && !reach_ready),
+                            "g{} (not ready) may answer: {}",
+                            e.gw,
+                            ctx()
+                        );
+                    }
+                    if e.weight == 0 {
+                        prop_assert!(
+                            fail_open && !reach_enabled,
+                            "g{} (weight 0) may answer: {}",
+                            e.gw,
+                            ctx()
+                        );
+                    }
+                    prop_assert!(
+                        reach.iter().any(|r| r.gw == e.gw),
+                        "g{} is out of reach: {}",
+                        e.gw,
+                        ctx()
+                    );
+                    // (b)
+                    if chain_enabled && let Some(limit) = spill_limit {
+                        let pos = chain
+                            .unwrap()
+                            .iter()
+                            .position(|&r| e.region == Some(r))
+                            .unwrap();
+                        prop_assert!(
+                            pos <= limit,
+                            "g{} at chain position {} may answer, but position {} has at \
+                             least 1/F ready: {}",
+                            e.gw,
+                            pos,
+                            limit,
+                            ctx()
+                        );
+                    }
+                    if chain_enabled && let Some(h) = &home {
+                        prop_assert!(
+                            e.region.is_some_and(|r| h.contains(&r)),
+                            "g{} (region {:?}) may answer, want regions {:?}: {}",
+                            e.gw,
+                            e.region,
+                            h,
+                            ctx()
+                        );
+                    }
+                    Ok(())
+                };
+
+                // The oracle checks the decision itself, not only the answers drawn
+                // from it: scope, decision, and every candidate.
+                let decided = snap.decide(s, Client::new(src, ecs));
+                prop_assert_eq!(decided.scope, want_scope, "decide: {}", ctx());
+                let family = Family::of(qtype).unwrap();
+                let pool = decided.pool(family);
+                prop_assert_eq!(pool.decision, want_decision, "decide: {}", ctx());
+                prop_assert_eq!(
+                    pool.candidates.is_empty(),
+                    !want_nonempty,
+                    "decide: {}",
+                    ctx()
+                );
+                for c in &pool.candidates {
+                    let g = plan.services[s].endpoints[c.endpoint].gateway;
+                    let e = fam.iter().find(|e| e.gw == g);
+                    prop_assert!(
+                        e.is_some(),
+                        "decide: g{} is not in the service: {}",
+                        g,
+                        ctx()
+                    );
+                    allowed(e.unwrap())?;
+                }
                 // A few draws each: the property must hold for every one.
                 for _ in 0..3 {
                     let req = Request::from_bytes(bytes.clone(), src_addr, Protocol::Udp)
@@ -746,57 +829,7 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
                     prop_assert_eq!(!got.is_empty(), want_nonempty, "{}", ctx());
 
                     for e in &got {
-                        // (a)
-                        prop_assert!(!e.drained, "drained g{} answered: {}", e.gw, ctx());
-                        if !e.ready {
-                            prop_assert!(
-                                (panic && e.enabled) || (fail_open && !reach_ready),
-                                "g{} (not ready) answered: {}",
-                                e.gw,
-                                ctx()
-                            );
-                        }
-                        if e.weight == 0 {
-                            prop_assert!(
-                                fail_open && !reach_enabled,
-                                "g{} (weight 0) answered: {}",
-                                e.gw,
-                                ctx()
-                            );
-                        }
-                        prop_assert!(
-                            reach.iter().any(|r| r.gw == e.gw),
-                            "g{} is out of reach: {}",
-                            e.gw,
-                            ctx()
-                        );
-                        // (b)
-                        if chain_enabled && let Some(limit) = spill_limit {
-                            let pos = chain
-                                .unwrap()
-                                .iter()
-                                .position(|&r| e.region == Some(r))
-                                .unwrap();
-                            prop_assert!(
-                                pos <= limit,
-                                "g{} at chain position {} answered, but position {} has at \
-                                 least 1/F ready: {}",
-                                e.gw,
-                                pos,
-                                limit,
-                                ctx()
-                            );
-                        }
-                        if chain_enabled && let Some(h) = &home {
-                            prop_assert!(
-                                e.region.is_some_and(|r| h.contains(&r)),
-                                "g{} (region {:?}) answered, want regions {:?}: {}",
-                                e.gw,
-                                e.region,
-                                h,
-                                ctx()
-                            );
-                        }
+                        allowed(e)?;
                     }
 
                     // (c)
@@ -824,6 +857,166 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Explain cannot disagree with the answers: for every service, client and family,
+/// `gslb::explain` (what `gslb explain` and `/v1/explain` print) is compared with what the
+/// handler answers to the same client: the ECS scope and decision exactly; every
+/// answered gateway is a candidate of explain's, every answer holds one region's
+/// endpoints when explain's candidates span several; and each candidate's share of first
+/// answers is explain's share, within five standard deviations of `DRAWS` draws.
+fn check_explain(spec: &Spec) -> Result<(), TestCaseError> {
+    const DRAWS: usize = 400;
+    let m = model(spec);
+    let plan = gslb::config::parse(Path::new("prop.toml"), &m.text)
+        .map_err(|e| TestCaseError::fail(format!("config does not compile: {e}\n{}", m.text)))?;
+    let plan = Arc::new(plan);
+    let health: Vec<bool> = (0..plan.targets.len())
+        .map(|t| spec.health[t % spec.health.len()])
+        .collect();
+    let mut overrides = Overrides::default();
+    for &(whole, s, g, k) in &spec.overrides {
+        let scope = if whole {
+            Scope::Gateway(format!("g{}", g % m.gw_region.len()))
+        } else {
+            Scope::Endpoint {
+                service: m.services[s % m.services.len()].name.clone(),
+                gateway: format!("g{}", g % m.gw_region.len()),
+            }
+        };
+        overrides.set(&scope, Some(admin_state(k)));
+    }
+    let metrics = gslb::metrics::Metrics::new();
+    let shared = Arc::new(ArcSwap::from_pointee(Snapshot::build(
+        plan.clone(),
+        Arc::new(Zones::build(&plan)),
+        Arc::new(metrics.for_plan(&plan)),
+        &health,
+        &overrides,
+    )));
+    let handler = Handler::new(shared.clone());
+    let snap = shared.load_full();
+    let mut by_addr: HashMap<IpAddr, String> = HashMap::new();
+    for g in 0..m.gw_region.len() {
+        for a in [m.gw_v4[g].map(IpAddr::V4), m.gw_v6[g].map(IpAddr::V6)]
+            .into_iter()
+            .flatten()
+        {
+            by_addr.insert(a, format!("g{g}"));
+        }
+    }
+    let mut out = Vec::new();
+    for svc in &m.services {
+        for cs in &spec.clients {
+            let (src, ecs, edns) = client(cs);
+            let ecs_text = ecs.map(|(a, p)| format!("{a}/{p}"));
+            let ex = gslb::explain::explain(&snap, &svc.name, src, ecs_text.as_deref())
+                .map_err(|e| TestCaseError::fail(format!("explain: {e}")))?
+                .to_json();
+            for (qtype, fam) in [(RecordType::A, 0), (RecordType::AAAA, 1)] {
+                let f = &ex["verdict"]["families"][fam];
+                let ctx = || {
+                    format!(
+                        "{} {qtype} src {src} ecs {ecs:?}\nexplain: {f}\nconfig:\n{}",
+                        svc.name, m.text
+                    )
+                };
+                // gateway -> (share, region) as explain states them.
+                let mut shares: HashMap<String, (f64, Option<String>)> = HashMap::new();
+                for c in f["candidates"].as_array().unwrap() {
+                    shares.insert(
+                        c["gateway"].as_str().unwrap().to_string(),
+                        (
+                            c["share"].as_f64().unwrap(),
+                            c["region"].as_str().map(String::from),
+                        ),
+                    );
+                }
+                // gateway -> the group explain says its answers are drawn within.
+                let mut group_of: HashMap<String, usize> = HashMap::new();
+                for (i, grp) in f["answer_groups"].as_array().unwrap().iter().enumerate() {
+                    for g in grp.as_array().unwrap() {
+                        group_of.insert(g.as_str().unwrap().to_string(), i);
+                    }
+                }
+                prop_assert_eq!(group_of.len(), shares.len(), "{}", ctx());
+                let bytes = query_bytes(&svc.name, qtype, ecs, edns);
+                let mut first: HashMap<String, usize> = HashMap::new();
+                for _ in 0..DRAWS {
+                    let req = Request::from_bytes(
+                        bytes.clone(),
+                        SocketAddr::new(src, 5353),
+                        Protocol::Udp,
+                    )
+                    .expect("query parses");
+                    let outcome = handler
+                        .respond(&req, Protocol::Udp, &mut out)
+                        .expect("a reply");
+                    prop_assert_eq!(
+                        outcome.ecs_scope as u64,
+                        ex["ecs_scope"].as_u64().unwrap(),
+                        "{}",
+                        ctx()
+                    );
+                    prop_assert_eq!(
+                        format!("{:?}", outcome.decision.unwrap()),
+                        f["decision"].as_str().unwrap(),
+                        "{}",
+                        ctx()
+                    );
+                    let reply = Message::from_vec(&out).expect("reply parses");
+                    let gws: Vec<String> = reply
+                        .answers
+                        .iter()
+                        .map(|r| match &r.data {
+                            RData::A(a) => by_addr[&IpAddr::V4(a.0)].clone(),
+                            RData::AAAA(a) => by_addr[&IpAddr::V6(a.0)].clone(),
+                            other => panic!("odd record {other:?}"),
+                        })
+                        .collect();
+                    prop_assert_eq!(gws.is_empty(), shares.is_empty(), "{}", ctx());
+                    for g in &gws {
+                        prop_assert!(
+                            shares.contains_key(g),
+                            "{} answered, not a candidate: {}",
+                            g,
+                            ctx()
+                        );
+                    }
+                    let groups: BTreeSet<usize> = gws.iter().map(|g| group_of[g]).collect();
+                    prop_assert!(
+                        groups.len() <= 1,
+                        "answer {:?} mixes groups: {}",
+                        gws,
+                        ctx()
+                    );
+                    if let Some(&grp) = groups.first()
+                        && svc.answers > 1
+                    {
+                        // As many as the group holds, up to `answers`.
+                        let size = group_of.values().filter(|&&x| x == grp).count();
+                        prop_assert_eq!(gws.len(), size.min(svc.answers), "{}", ctx());
+                    }
+                    if let Some(g) = gws.first() {
+                        *first.entry(g.clone()).or_default() += 1;
+                    }
+                }
+                for (g, (share, _)) in &shares {
+                    let got = first.get(g).copied().unwrap_or(0) as f64 / DRAWS as f64;
+                    let sigma = (share * (1.0 - share) / DRAWS as f64).sqrt();
+                    prop_assert!(
+                        (got - share).abs() <= 5.0 * sigma + 1.0 / DRAWS as f64,
+                        "{} is first in {:.3} of answers, explain says {:.3}: {}",
+                        g,
+                        got,
+                        share,
+                        ctx()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Ep {
     gw: usize,
@@ -844,6 +1037,19 @@ proptest! {
     #[test]
     fn locality_answers_obey_health_reach_and_scope(spec in spec_strategy()) {
         check(&spec)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 32,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn explain_agrees_with_the_answers(spec in spec_strategy()) {
+        check_explain(&spec)?;
     }
 }
 

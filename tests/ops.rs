@@ -562,7 +562,7 @@ endpoints = [{{ gateway = "p1", weight = 3 }}, {{ gateway = "p2", weight = 1 }}]
     assert_eq!(v["families"][0]["decision"], "Healthy");
     assert_eq!(
         v["families"][0]["candidates"],
-        json!([{"gateway": "slow", "weight": 3, "share": 1.0}])
+        json!([{"gateway": "slow", "region": null, "weight": 3, "share": 1.0}])
     );
     assert_eq!(v["families"][1]["qtype"], "AAAA");
     assert_eq!(v["families"][1]["decision"], "NoAddresses");
@@ -574,13 +574,13 @@ endpoints = [{{ gateway = "p1", weight = 3 }}, {{ gateway = "p2", weight = 1 }}]
     assert_eq!(
         f[0]["candidates"],
         json!([
-            {"gateway": "p1", "weight": 3, "share": 0.75},
-            {"gateway": "p2", "weight": 1, "share": 0.25}
+            {"gateway": "p1", "region": null, "weight": 3, "share": 0.75},
+            {"gateway": "p2", "region": null, "weight": 1, "share": 0.25}
         ])
     );
     assert_eq!(
         f[1]["candidates"],
-        json!([{"gateway": "p2", "weight": 1, "share": 1.0}])
+        json!([{"gateway": "p2", "region": null, "weight": 1, "share": 1.0}])
     );
     // Without ?client= the caller's address is used; ECS is echoed.
     let x = get_json(admin, "/v1/explain?name=mix.gslb.test&ecs=203.0.113.0%2F24");
@@ -733,7 +733,7 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "c" }}]
     assert_eq!(x["verdict"]["endpoints"][0]["ready"], false);
     assert_eq!(
         x["verdict"]["families"][0]["candidates"],
-        json!([{"gateway": "b", "weight": 1, "share": 1.0}])
+        json!([{"gateway": "b", "region": null, "weight": 1, "share": 1.0}])
     );
     // Draining twice is fine.
     post_ok(admin, "/v1/drain?gateway=a");

@@ -151,7 +151,8 @@ fn accepts_every_shipped_config() {
     assert!(seen >= 1, "no configs in {}", dir.display());
 }
 
-/// A command-line mistake exits 2 and names the missing flag; `--help` exits 0.
+/// A command-line mistake exits 2 and names the missing flag; every command has a
+/// `--help`, which exits 0.
 #[test]
 fn usage_errors_exit_2_and_help_exits_0() {
     let out = gslb_check(&[]);
@@ -159,11 +160,16 @@ fn usage_errors_exit_2_and_help_exits_0() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--config <FILE>"), "{stderr}");
 
-    let out = gslb_check(&["--help".as_ref()]);
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("Usage: gslb check --config <FILE>"),
-        "{stdout}"
-    );
+    for command in ["serve", "check", "explain", "demo", "version"] {
+        let out = Command::new(BIN)
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{command}: {out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("Usage: gslb {command}")),
+            "{command}: {stdout}"
+        );
+    }
 }

@@ -1,10 +1,12 @@
 //! The `gslb` command: parse the CLI, set up logging, run, print an error once.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -13,68 +15,73 @@ use gslb::dns::{Handler, server};
 use gslb::metrics::Metrics;
 use gslb::publisher::Publisher;
 
-const USAGE: &str = "\
-gslb: authoritative DNS for global server load balancing, with health checks
-
-USAGE:
-    gslb serve -c FILE [--log-format text|json]   serve DNS for the zones in FILE
-    gslb check -c FILE                            validate FILE and exit (0 = valid)
-    gslb explain -c FILE NAME [--client IP] [--ecs ADDR/LEN]
-                                                  show how NAME would be answered (all endpoints
-                                                  assumed healthy; GET /v1/explain shows live state)
-    gslb demo                                     run the embedded quick-start with two toy gateways
-    gslb version
-
-Signals (serve): SIGHUP reloads FILE (a bad file is rejected, the old config keeps
-serving); SIGTERM or SIGINT stops accepting, lets TCP queries in flight finish within
-[server] grace_period, and exits 0.
-Logging: RUST_LOG overrides the default filter (info, hickory=warn).";
-
-struct Args {
-    command: String,
-    config: Option<PathBuf>,
-    json_logs: bool,
-    /// explain: the name, the client address, the ECS prefix.
-    name: Option<String>,
-    client: Option<String>,
-    ecs: Option<String>,
+/// Authoritative DNS for global server load balancing, with health checks.
+#[derive(Parser)]
+#[command(name = "gslb", version)]
+struct Cli {
+    // None prints the help and exits 0, like `gslb help`.
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn parse_args() -> anyhow::Result<Args> {
-    let mut it = std::env::args().skip(1);
-    let command = it.next().unwrap_or_else(|| "help".into());
-    let mut args = Args {
-        command,
-        config: None,
-        json_logs: false,
-        name: None,
-        client: None,
-        ecs: None,
-    };
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-c" | "--config" => {
-                args.config = Some(it.next().context("-c needs a file")?.into());
-            }
-            "--log-format" => match it.next().as_deref() {
-                Some("json") => args.json_logs = true,
-                Some("text") => args.json_logs = false,
-                other => bail!("--log-format takes text or json, not {other:?}"),
-            },
-            "--client" => args.client = Some(it.next().context("--client needs an address")?),
-            "--ecs" => args.ecs = Some(it.next().context("--ecs needs ADDRESS/PREFIX")?),
-            other
-                if args.command == "explain" && args.name.is_none() && !other.starts_with('-') =>
-            {
-                args.name = Some(other.to_string());
-            }
-            other => bail!("unexpected argument {other:?}\n\n{USAGE}"),
-        }
-    }
-    Ok(args)
+#[derive(Subcommand)]
+enum Command {
+    /// Serve DNS for the zones in FILE
+    #[command(after_help = SIGNALS)]
+    Serve {
+        /// The configuration file
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Log lines on stderr; RUST_LOG overrides the filter (info, hickory=warn)
+        #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Validate FILE and exit: 0 if valid, else 1 with FILE:LINE:COL: MESSAGE
+    Check {
+        /// The configuration file
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Show how NAME would be answered
+    #[command(after_help = OFFLINE)]
+    Explain {
+        /// The configuration file
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// The name asked for, e.g. app.gslb.example.com
+        name: String,
+        /// The address the query comes from
+        #[arg(long, value_name = "IP", default_value_t = Ipv4Addr::LOCALHOST.into())]
+        client: IpAddr,
+        /// The EDNS Client Subnet the query carries, e.g. 198.51.100.0/24
+        #[arg(long, value_name = "ADDR/LEN")]
+        ecs: Option<String>,
+    },
+    /// Run the embedded quick-start with two toy gateways
+    Demo {
+        /// Log lines on stderr; RUST_LOG overrides the filter (info, hickory=warn)
+        #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Print the version
+    Version,
 }
 
-fn init_logging(json: bool) {
+const SIGNALS: &str = "\
+Signals: SIGHUP reloads FILE (a bad file is rejected, the old config keeps serving);
+SIGTERM or SIGINT stops accepting, lets TCP queries in flight finish within
+[server] grace_period, and exits 0.";
+const OFFLINE: &str = "\
+Offline, every endpoint is assumed healthy; GET /v1/explain on the admin listener
+shows the live state.";
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     // hickory logs per query at INFO; that costs throughput and says nothing we don't.
     let filter = EnvFilter::try_from_default_env()
@@ -85,22 +92,21 @@ fn init_logging(json: bool) {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
 }
 
+/// Command-line mistakes exit 2 with clap's message (and `--help`, `--version` exit 0);
+/// a bad config or a failure while running exits 1 with the error chain, printed once.
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("gslb: {e:#}");
-            return ExitCode::from(2);
-        }
+    let Some(command) = Cli::parse().command else {
+        // Printing the help can only fail on a closed stdout; there is nothing to say then.
+        let _ = Cli::command().print_help();
+        return ExitCode::SUCCESS;
     };
-    match run(args) {
+    match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gslb: {e:#}");
@@ -109,16 +115,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
-    match args.command.as_str() {
-        "serve" => {
-            init_logging(args.json_logs);
-            let path = args.config.context("serve needs -c FILE")?;
-            let plan = config::load(&path)?;
-            serve(plan, Some(path), false)
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { config, log_format } => {
+            init_logging(log_format);
+            let plan = config::load(&config)?;
+            serve(plan, Some(config), false)
         }
-        "check" => {
-            let path = args.config.context("check needs -c FILE")?;
+        Command::Check { config: path } => {
             let plan = config::load(&path)?;
             println!(
                 "{}: ok ({} zones, {} gateways, {} checks, {} services, {} probe targets)",
@@ -131,25 +135,22 @@ fn run(args: Args) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        "demo" => {
-            init_logging(args.json_logs);
+        Command::Demo { log_format } => {
+            init_logging(log_format);
             let plan = config::parse(
                 Path::new("<embedded quickstart.toml>"),
                 gslb::demo::QUICKSTART,
             )?;
             serve(plan, None, true)
         }
-        "explain" => {
-            let path = args.config.context("explain needs -c FILE")?;
-            let name = args.name.context("explain needs a NAME")?;
-            let client: std::net::IpAddr = match &args.client {
-                Some(c) => c
-                    .parse()
-                    .with_context(|| format!("--client {c:?} is not an IP address"))?,
-                None => std::net::Ipv4Addr::LOCALHOST.into(),
-            };
+        Command::Explain {
+            config: path,
+            name,
+            client,
+            ecs,
+        } => {
             let plan = Arc::new(config::load(&path)?);
-            let metrics = gslb::metrics::Metrics::new();
+            let metrics = Metrics::new();
             let snap = gslb::snapshot::Snapshot::build(
                 plan.clone(),
                 Arc::new(gslb::snapshot::Zones::build(&plan)),
@@ -157,7 +158,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 &vec![true; plan.targets.len()],
                 &gslb::overrides::Overrides::default(),
             );
-            let e = gslb::explain::explain(&snap, &name, client, args.ecs.as_deref())
+            let e = gslb::explain::explain(&snap, &name, client, ecs.as_deref())
                 .map_err(anyhow::Error::msg)?;
             println!(
                 "(offline: every endpoint assumed healthy; GET /v1/explain on the admin listener shows the live state)"
@@ -165,15 +166,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             print!("{e}");
             Ok(())
         }
-        "version" | "--version" | "-V" => {
+        Command::Version => {
             println!("gslb {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        "help" | "--help" | "-h" => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        other => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
 }
 

@@ -21,7 +21,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::handler::{Handler, formerr_reply};
+use super::handler::Handler;
+use super::wire::formerr_reply;
 
 /// Sockets bound for one configuration, before any task runs on them.
 pub struct Sockets {

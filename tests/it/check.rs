@@ -4,13 +4,11 @@
 //! The rejections are data (`tests/data/check/`, see its README), checked in process;
 //! a few tests run the real binary for its exit codes and output.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::BIN;
+use crate::common::BIN;
 
 fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/check")

@@ -4,12 +4,8 @@
 //! the same interval keeps its schedule and its place in the answers throughout.
 //! Probe targets live on 127.0.0.210-127.0.0.254; answers are 192.0.2.x.
 
-mod common;
-#[path = "common/tls.rs"]
-mod tls_util;
-
-use common::*;
-use tls_util::*;
+use crate::common::tls::*;
+use crate::common::*;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -1,6 +1,4 @@
-mod common;
-
-use common::*;
+use crate::common::*;
 use hickory_proto::rr::RecordType;
 use std::time::Duration;
 

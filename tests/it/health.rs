@@ -2,8 +2,7 @@
 //! gateway probed on its own loopback address (127.0.0.30-127.0.0.79 belong to this file).
 //! Answer addresses are documentation addresses (192.0.2.x): handed out, never contacted.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;

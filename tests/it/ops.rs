@@ -6,8 +6,7 @@
 //! answer addresses are documentation addresses (192.0.2.x), handed out, never
 //! contacted. Admin calls go through a tiny blocking HTTP/1.1 client over std sockets.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};

@@ -4,8 +4,7 @@
 //! targets are real HTTP servers on 127.0.10.0/24 and 127.0.11.0/24 (this file's own).
 //! Answer addresses are documentation addresses (192.0.2.x): handed out, never contacted.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};

@@ -4,12 +4,8 @@
 //! routing and the User-Agent. Probe targets live on 127.0.0.181-127.0.0.199; answer
 //! addresses are documentation addresses (192.0.2.x), handed out and never contacted.
 
-mod common;
-#[path = "common/tls.rs"]
-mod tls_util;
-
-use common::*;
-use tls_util::*;
+use crate::common::tls::*;
+use crate::common::*;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};

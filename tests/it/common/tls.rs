@@ -1,7 +1,7 @@
-//! Helpers shared by `tests/tls.rs` and `tests/hostile.rs`: certificates made with
+//! Helpers shared by `tls` and `hostile`: certificates made with
 //! rcgen, a recording HTTP/HTTPS/TLS server (std threads + rustls), misbehaving
-//! servers, and log helpers. Declared from the test files with
-//! `#[path = "common/tls.rs"] mod tls_util;`.
+//! servers, and log helpers. Used from the test modules with
+//! `use crate::common::tls::*;`.
 #![allow(dead_code)]
 
 use std::io::{ErrorKind, Read, Write};

@@ -13,6 +13,7 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 
 use crate::answer::{Client, Decision, Family};
+use crate::metrics::Transport;
 use crate::plan::Net;
 use crate::rng::Rng;
 use crate::snapshot::{Node, Shared, Snapshot};
@@ -123,7 +124,7 @@ impl Handler {
         ans.outcome.truncated = encode(req, md, resp_edns.as_ref(), sections, limit, out);
         snap.metrics.request(
             ans.outcome.zone,
-            proto_index(protocol),
+            transport(protocol),
             ans.outcome.qtype,
             ans.outcome.rcode,
             started.elapsed().as_secs_f64(),
@@ -135,7 +136,7 @@ impl Handler {
     pub fn count_malformed(&self, protocol: Protocol) {
         self.state.load().metrics.request(
             None,
-            proto_index(protocol),
+            transport(protocol),
             None,
             ResponseCode::FormErr,
             0.0,
@@ -143,10 +144,10 @@ impl Handler {
     }
 }
 
-fn proto_index(p: Protocol) -> usize {
+fn transport(p: Protocol) -> Transport {
     match p {
-        Protocol::Udp => 0,
-        _ => 1,
+        Protocol::Udp => Transport::Udp,
+        _ => Transport::Tcp,
     }
 }
 

@@ -8,8 +8,6 @@
 
 use std::sync::Arc;
 
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::RecordType;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -17,56 +15,9 @@ use prometheus::{
 
 use crate::plan::Plan;
 
-/// Query types we count by name; everything else is `OTHER`.
-const QTYPES: [(RecordType, &str); 10] = [
-    (RecordType::A, "A"),
-    (RecordType::AAAA, "AAAA"),
-    (RecordType::NS, "NS"),
-    (RecordType::SOA, "SOA"),
-    (RecordType::CNAME, "CNAME"),
-    (RecordType::TXT, "TXT"),
-    (RecordType::MX, "MX"),
-    (RecordType::ANY, "ANY"),
-    (RecordType::AXFR, "AXFR"),
-    (RecordType::IXFR, "IXFR"),
-];
-const QTYPE_OTHER: usize = QTYPES.len();
-const N_QTYPES: usize = QTYPES.len() + 1;
+mod query;
 
-const RCODES: [(ResponseCode, &str); 7] = [
-    (ResponseCode::NoError, "NOERROR"),
-    (ResponseCode::NXDomain, "NXDOMAIN"),
-    (ResponseCode::Refused, "REFUSED"),
-    (ResponseCode::FormErr, "FORMERR"),
-    (ResponseCode::NotImp, "NOTIMP"),
-    (ResponseCode::ServFail, "SERVFAIL"),
-    (ResponseCode::BADVERS, "BADVERS"),
-];
-const RCODE_OTHER: usize = RCODES.len();
-const N_RCODES: usize = RCODES.len() + 1;
-
-/// Transport index: 0 = udp, 1 = tcp.
-pub const PROTOS: [&str; 2] = ["udp", "tcp"];
-
-fn qtype_index(t: Option<RecordType>) -> usize {
-    t.and_then(|t| QTYPES.iter().position(|(q, _)| *q == t))
-        .unwrap_or(QTYPE_OTHER)
-}
-
-fn rcode_index(r: ResponseCode) -> usize {
-    RCODES
-        .iter()
-        .position(|(c, _)| *c == r)
-        .unwrap_or(RCODE_OTHER)
-}
-
-fn qtype_name(i: usize) -> &'static str {
-    QTYPES.get(i).map_or("OTHER", |(_, n)| n)
-}
-
-fn rcode_name(i: usize) -> &'static str {
-    RCODES.get(i).map_or("OTHER", |(_, n)| n)
-}
+pub use query::{PROTOS, PlanMetrics, Transport};
 
 /// The metric families, registered once per process.
 pub struct Metrics {
@@ -322,110 +273,6 @@ impl Metrics {
                 .cert_expiry
                 .remove_label_values(&[check.as_str(), target.as_str()]);
         }
-    }
-
-    /// Resolves the children the query path needs for `plan`.
-    pub fn for_plan(&self, plan: &Plan) -> PlanMetrics {
-        let zones: Vec<String> = std::iter::once(String::new())
-            .chain(plan.zones.iter().map(|z| z.origin.to_string()))
-            .collect();
-        let mut dns = Vec::with_capacity(zones.len() * PROTOS.len() * N_QTYPES * N_RCODES);
-        for zone in &zones {
-            for proto in PROTOS {
-                for q in 0..N_QTYPES {
-                    for r in 0..N_RCODES {
-                        dns.push(self.dns_requests.with_label_values(&[
-                            zone.as_str(),
-                            proto,
-                            qtype_name(q),
-                            rcode_name(r),
-                        ]));
-                    }
-                }
-            }
-        }
-        let duration = PROTOS.map(|p| self.dns_duration.with_label_values(&[p]));
-        let answers = plan
-            .services
-            .iter()
-            .map(|s| {
-                let svc = s.name.to_string();
-                s.endpoints
-                    .iter()
-                    .map(|e| {
-                        self.answers.with_label_values(&[
-                            svc.as_str(),
-                            plan.gateways[e.gateway].name.as_str(),
-                        ])
-                    })
-                    .collect()
-            })
-            .collect();
-        let fail_open = plan
-            .services
-            .iter()
-            .map(|s| {
-                self.fail_open
-                    .with_label_values(&[s.name.to_string().as_str()])
-            })
-            .collect();
-        let panic = plan
-            .services
-            .iter()
-            .map(|s| self.panic.with_label_values(&[s.name.to_string().as_str()]))
-            .collect();
-        PlanMetrics {
-            dns,
-            duration,
-            answers,
-            fail_open,
-            panic,
-        }
-    }
-}
-
-/// Pre-resolved children for one plan.
-#[derive(Debug)]
-pub struct PlanMetrics {
-    /// Indexed by `((zone + 1) * PROTOS + proto) * N_QTYPES + qtype) * N_RCODES + rcode`;
-    /// zone slot 0 is "no zone" (REFUSED, FORMERR before a name was read).
-    dns: Vec<IntCounter>,
-    duration: [Histogram; 2],
-    /// `[service][endpoint]`.
-    answers: Vec<Vec<IntCounter>>,
-    fail_open: Vec<IntCounter>,
-    panic: Vec<IntCounter>,
-}
-
-impl PlanMetrics {
-    /// Counts one request. `zone` is the plan's zone index, if the name was in one.
-    pub fn request(
-        &self,
-        zone: Option<usize>,
-        proto: usize,
-        qtype: Option<RecordType>,
-        rcode: ResponseCode,
-        seconds: f64,
-    ) {
-        let z = zone.map_or(0, |z| z + 1);
-        let i = ((z * PROTOS.len() + proto) * N_QTYPES + qtype_index(qtype)) * N_RCODES
-            + rcode_index(rcode);
-        if let Some(c) = self.dns.get(i) {
-            c.inc();
-        }
-        self.duration[proto].observe(seconds);
-    }
-
-    pub fn answered(&self, service: usize, endpoint: usize) {
-        self.answers[service][endpoint].inc();
-    }
-
-    pub fn fail_open(&self, service: usize) {
-        self.fail_open[service].inc();
-    }
-
-    pub fn panic(&self, service: usize) {
-        self.panic[service].inc();
     }
 }
 

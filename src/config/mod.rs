@@ -5,6 +5,7 @@
 pub mod compile;
 pub mod duration;
 pub mod schema;
+mod zone;
 
 use std::fmt;
 use std::ops::Range;

@@ -34,6 +34,22 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
 }
 
+/// Why the publisher could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// An unreadable state file would silently drop the operator's drains.
+    #[error("cannot read state file {}: {why}", path.display())]
+    StateFile { path: PathBuf, why: std::io::Error },
+}
+
+/// The first probe round is not finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("first probe round not finished ({pending} of {total} targets pending)")]
+pub struct NotReady {
+    pub pending: usize,
+    pub total: usize,
+}
+
 /// What an override call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -79,11 +95,13 @@ impl Publisher {
         plan: Plan,
         config_path: Option<PathBuf>,
         metrics: Arc<Metrics>,
-    ) -> anyhow::Result<Arc<Publisher>> {
+    ) -> Result<Arc<Publisher>, StartError> {
         let plan = Arc::new(plan);
         let overrides = match plan.admin.as_ref().and_then(|a| a.state_file.as_ref()) {
-            Some(path) => Overrides::load(path)
-                .map_err(|e| anyhow::anyhow!("cannot read state file {}: {e}", path.display()))?,
+            Some(path) => Overrides::load(path).map_err(|why| StartError::StateFile {
+                path: path.clone(),
+                why,
+            })?,
             None => Overrides::default(),
         };
         let changed = Arc::new(Notify::new());
@@ -230,16 +248,16 @@ impl Publisher {
     }
 
     /// `Ok` once every probe target has a first result (or the deadline has passed).
-    pub fn readiness(&self) -> Result<(), String> {
+    pub fn readiness(&self) -> Result<(), NotReady> {
         let snap = self.shared.load();
         let pending = snap.probes.iter().filter(|s| !s.probed()).count();
         if pending == 0 || self.started.elapsed() >= self.ready_deadline {
             return Ok(());
         }
-        Err(format!(
-            "first probe round not finished ({pending} of {} targets pending)",
-            snap.probes.len()
-        ))
+        Err(NotReady {
+            pending,
+            total: snap.probes.len(),
+        })
     }
 
     /// Sets (`Some`) or clears (`None`) an operator override. With a state file, the

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use hickory_proto::rr::{Name, Record};
 
+mod ids;
 mod net;
 
+pub use ids::{CheckId, EndpointId, GatewayId, RegionId, ServiceId, TargetId, ZoneId};
 pub use net::{Net, NetError};
 
 /// What a service answers when no endpoint is healthy. A plain value the config
@@ -85,13 +87,13 @@ pub struct Zone {
 pub struct Region {
     pub name: String,
     pub networks: Vec<Net>,
-    /// Indices of the regions to fail over to, in order.
-    pub fallback: Vec<usize>,
+    /// The regions to fail over to, in order.
+    pub fallback: Vec<RegionId>,
 }
 
 impl Region {
     /// This region followed by its fallbacks.
-    pub fn chain(&self, me: usize) -> Vec<usize> {
+    pub fn chain(&self, me: RegionId) -> Vec<RegionId> {
         std::iter::once(me)
             .chain(self.fallback.iter().copied())
             .collect()
@@ -105,8 +107,8 @@ pub struct Gateway {
     pub v6: Vec<Ipv6Addr>,
     /// The region label as written.
     pub region: Option<String>,
-    /// Index into `Plan::regions` when regions are configured.
-    pub region_index: Option<usize>,
+    /// The region, when regions are configured.
+    pub region_index: Option<RegionId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -189,7 +191,7 @@ pub struct Service {
     pub name: Name,
     /// The name clients use for this service (Host and SNI of per-service checks).
     pub host: String,
-    pub zone: usize,
+    pub zone: ZoneId,
     pub ttl: u32,
     pub answers: usize,
     pub all_down: AllDown,
@@ -204,26 +206,26 @@ pub struct Service {
 
 #[derive(Debug)]
 pub struct Endpoint {
-    pub gateway: usize,
+    pub gateway: GatewayId,
     pub weight: u32,
     /// The probe whose verdict this endpoint follows; `None` when the service has no
     /// check (always healthy).
-    pub target: Option<usize>,
+    pub target: Option<TargetId>,
 }
 
 #[derive(Debug)]
 pub struct Target {
     pub addr: SocketAddr,
-    pub check: usize,
+    pub check: CheckId,
     /// Host/SNI for a per-service check; `None` uses the check's own settings.
     pub host: Option<String>,
     /// Gateways probed through this target (usually one).
-    pub gateways: Vec<usize>,
+    pub gateways: Vec<GatewayId>,
 }
 
 impl Plan {
     /// A short human name for a target, used in logs: `edge-1 127.0.0.2:8080 (check hc)`.
-    pub fn target_label(&self, t: usize) -> String {
+    pub fn target_label(&self, t: TargetId) -> String {
         let target = &self.targets[t];
         let gws: Vec<&str> = target
             .gateways
@@ -247,7 +249,7 @@ impl Plan {
     }
 
     /// Names of the services whose answers depend on target `t`.
-    pub fn target_services(&self, t: usize) -> Vec<String> {
+    pub fn target_services(&self, t: TargetId) -> Vec<String> {
         let mut out: Vec<String> = self
             .services
             .iter()

@@ -15,13 +15,13 @@ use crate::answer::{self, Client, Decided, EndpointView, RegionIndex, ServiceTab
 use crate::health::TargetState;
 use crate::metrics::PlanMetrics;
 use crate::overrides::Overrides;
-use crate::plan::Plan;
+use crate::plan::{Plan, ServiceId, ZoneId};
 
 /// What lives at a name.
 #[derive(Debug)]
 pub enum Node {
     /// A load-balanced service (index into `Plan::services`).
-    Service(usize),
+    Service(ServiceId),
     /// Static data: records grouped by type (SOA and NS included at the apex).
     Static(Vec<(RecordType, Vec<Record>)>),
     /// A name with no data but with names below it (RFC 8020: NODATA, not NXDOMAIN).
@@ -32,21 +32,21 @@ pub enum Node {
 #[derive(Debug)]
 pub struct Zones {
     /// Every name that exists in our zones, with the zone it belongs to.
-    pub nodes: HashMap<LowerName, (usize, Node)>,
+    pub nodes: HashMap<LowerName, (ZoneId, Node)>,
     /// Zone origins, to tell NXDOMAIN (inside a zone) from REFUSED (outside all).
-    pub origins: HashMap<LowerName, usize>,
+    pub origins: HashMap<LowerName, ZoneId>,
     /// Per zone: its SOA with the negative TTL, for the authority section of NXDOMAIN
     /// and NODATA answers (RFC 2308 §3).
-    pub negative_soa: Vec<Record>,
+    negative_soa: Vec<Record>,
     /// Client networks → region (longest prefix match).
     pub regions: RegionIndex,
 }
 
 impl Zones {
     pub fn build(plan: &Plan) -> Zones {
-        let mut nodes: HashMap<LowerName, (usize, Node)> = HashMap::new();
+        let mut nodes: HashMap<LowerName, (ZoneId, Node)> = HashMap::new();
         let mut origins = HashMap::new();
-        for (zi, zone) in plan.zones.iter().enumerate() {
+        for (zi, zone) in ZoneId::all(plan.zones.len()).zip(&plan.zones) {
             origins.insert(LowerName::new(&zone.origin), zi);
             let apex = [zone.soa.clone()]
                 .into_iter()
@@ -63,11 +63,11 @@ impl Zones {
                 }
             }
         }
-        for (si, s) in plan.services.iter().enumerate() {
+        for (si, s) in ServiceId::all(plan.services.len()).zip(&plan.services) {
             nodes.insert(LowerName::new(&s.name), (s.zone, Node::Service(si)));
         }
         // Empty non-terminals: every ancestor of a name, up to its zone apex.
-        let names: Vec<(LowerName, usize)> =
+        let names: Vec<(LowerName, ZoneId)> =
             nodes.iter().map(|(n, (z, _))| (n.clone(), *z)).collect();
         for (name, zi) in names {
             let origin = &plan.zones[zi].origin;
@@ -97,8 +97,13 @@ impl Zones {
         }
     }
 
+    /// Zone `z`'s SOA with the negative TTL (RFC 2308 §3).
+    pub fn negative_soa(&self, z: ZoneId) -> &Record {
+        &self.negative_soa[z.index()]
+    }
+
     /// The zone that contains `name`, if any (longest match).
-    pub fn zone_of(&self, name: &LowerName) -> Option<usize> {
+    pub fn zone_of(&self, name: &LowerName) -> Option<ZoneId> {
         let mut cur = name.clone();
         loop {
             if let Some(&z) = self.origins.get(&cur) {
@@ -145,7 +150,7 @@ impl Snapshot {
                     .endpoints
                     .iter()
                     .map(|e| EndpointView {
-                        probe_up: e.target.is_none_or(|t| health[t]),
+                        probe_up: e.target.is_none_or(|t| health[t.index()]),
                         admin: overrides.effective(&service_name, &plan.gateways[e.gateway].name),
                     })
                     .collect();
@@ -169,7 +174,7 @@ impl Snapshot {
     }
 
     /// The answer decision for service `s` and `client` (see `answer::decide`).
-    pub fn decide(&self, s: usize, client: Client) -> Decided<'_> {
+    pub fn decide(&self, s: ServiceId, client: Client) -> Decided<'_> {
         answer::decide(
             &self.zones.regions,
             &self.plan.services[s],

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::answer::{Client, Family};
 use crate::overrides::AdminState;
+use crate::plan::{EndpointId, ServiceId};
 use crate::snapshot::Snapshot;
 
 fn unix(t: SystemTime) -> f64 {
@@ -17,22 +18,18 @@ fn unix(t: SystemTime) -> f64 {
 
 pub fn state_json(snap: &Snapshot, ready: bool) -> Value {
     let plan = &snap.plan;
-    let services: Vec<Value> = plan
-        .services
-        .iter()
-        .enumerate()
+    let services: Vec<Value> = ServiceId::all(plan.services.len())
+        .zip(&plan.services)
         .map(|(si, svc)| {
             let table = &snap.services[si];
-            let endpoints: Vec<Value> = svc
-                .endpoints
-                .iter()
-                .enumerate()
+            let endpoints: Vec<Value> = EndpointId::all(svc.endpoints.len())
+                .zip(&svc.endpoints)
                 .map(|(ei, e)| {
                     let gw = &plan.gateways[e.gateway];
                     let view = table.endpoints[ei];
                     let probe = e.target.map(|t| {
                         let target = &plan.targets[t];
-                        let detail = snap.probes.get(t).map(|s| s.detail());
+                        let detail = snap.probes.get(t.index()).map(|s| s.detail());
                         let detail = detail.as_ref();
                         json!({
                             "target": target.addr.to_string(),

@@ -16,12 +16,12 @@ use std::net::IpAddr;
 use ipnet::{Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 
-use crate::plan::{Net, Plan};
+use crate::plan::{Net, Plan, RegionId};
 
 /// Where a client was placed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placement {
-    pub region: usize,
+    pub region: RegionId,
     /// The network that decided it.
     pub net: Net,
     /// The ECS SCOPE PREFIX-LENGTH for this answer: the network's prefix, lengthened
@@ -33,7 +33,7 @@ pub struct Placement {
 #[derive(Debug)]
 struct Entry {
     net: Net,
-    region: usize,
+    region: RegionId,
     /// Networks of other regions nested inside this one; they bound the scope (usually
     /// none, so placing a client costs one trie lookup).
     nested: Vec<Net>,
@@ -66,14 +66,14 @@ impl RegionIndex {
         RegionIndex::new(
             plan.regions
                 .iter()
-                .enumerate()
-                .flat_map(|(i, r)| r.networks.iter().map(move |n| (i, *n))),
+                .zip(RegionId::all(plan.regions.len()))
+                .flat_map(|(r, i)| r.networks.iter().map(move |n| (i, *n))),
         )
     }
 
     /// Networks must be distinct (config compilation refuses duplicates).
-    pub fn new(regions: impl IntoIterator<Item = (usize, Net)>) -> Self {
-        let all: Vec<(usize, Net)> = regions.into_iter().collect();
+    pub fn new(regions: impl IntoIterator<Item = (RegionId, Net)>) -> Self {
+        let all: Vec<(RegionId, Net)> = regions.into_iter().collect();
         let mut idx = RegionIndex::default();
         for &(region, net) in &all {
             let nested = all
@@ -217,9 +217,18 @@ mod tests {
 
     #[test]
     fn longest_prefix_wins_across_regions() {
-        let idx = RegionIndex::new([(0, net("10.0.0.0/8")), (1, net("10.1.0.0/16"))]);
-        assert_eq!(idx.place("10.1.2.3".parse().unwrap()).unwrap().region, 1);
-        assert_eq!(idx.place("10.2.2.3".parse().unwrap()).unwrap().region, 0);
+        let idx = RegionIndex::new([
+            (RegionId(0), net("10.0.0.0/8")),
+            (RegionId(1), net("10.1.0.0/16")),
+        ]);
+        assert_eq!(
+            idx.place("10.1.2.3".parse().unwrap()).unwrap().region,
+            RegionId(1)
+        );
+        assert_eq!(
+            idx.place("10.2.2.3".parse().unwrap()).unwrap().region,
+            RegionId(0)
+        );
         assert_eq!(
             idx.place("10.2.2.3".parse().unwrap()).unwrap().net.prefix(),
             8
@@ -232,20 +241,23 @@ mod tests {
     #[test]
     fn scope_stops_short_of_other_regions_networks() {
         let idx = RegionIndex::new([
-            (0, net("10.0.0.0/8")),
-            (1, net("10.1.0.0/16")),
-            (0, net("10.0.0.0/12")),
+            (RegionId(0), net("10.0.0.0/8")),
+            (RegionId(1), net("10.1.0.0/16")),
+            (RegionId(0), net("10.0.0.0/12")),
         ]);
         let p = |ip: &str| idx.place(ip.parse().unwrap()).unwrap();
         // 10.2 = 00001010.00000010 vs 10.1 = 00001010.00000001: 14 bits shared.
-        assert_eq!((p("10.2.0.1").region, p("10.2.0.1").scope), (0, 15));
+        assert_eq!((p("10.2.0.1").region.index(), p("10.2.0.1").scope), (0, 15));
         // Inside eu's own /12, us's /16 is still nested in it: 10.0 vs 10.1 share 15.
-        assert_eq!((p("10.0.5.5").region, p("10.0.5.5").scope), (0, 16));
+        assert_eq!((p("10.0.5.5").region.index(), p("10.0.5.5").scope), (0, 16));
         // 10.200: only the first 8 bits in common with 10.1.
         assert_eq!(p("10.200.0.1").scope, 9);
         // The us network itself has nothing of another region inside it.
-        assert_eq!((p("10.1.9.9").region, p("10.1.9.9").scope), (1, 16));
-        let v6 = RegionIndex::new([(0, net("2001:db8::/32")), (1, net("2001:db8:8000::/33"))]);
+        assert_eq!((p("10.1.9.9").region.index(), p("10.1.9.9").scope), (1, 16));
+        let v6 = RegionIndex::new([
+            (RegionId(0), net("2001:db8::/32")),
+            (RegionId(1), net("2001:db8:8000::/33")),
+        ]);
         assert_eq!(
             v6.place("2001:db8:1::1".parse().unwrap()).unwrap().scope,
             33
@@ -256,7 +268,7 @@ mod tests {
         assert_eq!(idx.scope_outside("::1".parse().unwrap()), 0);
         assert_eq!(v6.scope_outside("2001:db9::1".parse().unwrap()), 32);
         // Next to a host route: every bit but the last is shared.
-        let host = RegionIndex::new([(0, net("192.0.2.1/32"))]);
+        let host = RegionIndex::new([(RegionId(0), net("192.0.2.1/32"))]);
         assert_eq!(host.scope_outside("192.0.2.0".parse().unwrap()), 32);
     }
 

@@ -4,6 +4,7 @@
 use hickory_proto::rr::Record;
 
 use super::locality::Capacity;
+use crate::plan::{EndpointId, RegionId};
 use crate::rng::Rng;
 
 /// What the candidate set of a pool was decided by; reported by metrics and explain.
@@ -24,7 +25,7 @@ pub enum Decision {
 /// One endpoint in a pool: its records (all its addresses of the family) and weight.
 #[derive(Debug, Clone)]
 pub struct Candidate {
-    pub endpoint: usize,
+    pub endpoint: EndpointId,
     pub weight: u64,
     pub records: Vec<Record>,
 }
@@ -32,7 +33,7 @@ pub struct Candidate {
 /// One region of the client's chain as the pool weighed it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ChainStep {
-    pub region: usize,
+    pub region: RegionId,
     /// Enabled and ready weight of the region's endpoints of this family (ready as the
     /// decision counted it: in panic and fail-open, as if healthy).
     pub capacity: Capacity,
@@ -186,7 +187,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &w)| Candidate {
-                endpoint: i,
+                endpoint: EndpointId(i),
                 weight: w,
                 records: Vec::new(),
             })

@@ -10,7 +10,7 @@ use super::Family;
 use super::locality::{self, Capacity};
 use super::pool::{Candidate, ChainStep, Decision, Pool};
 use crate::overrides::AdminState;
-use crate::plan::{AllDown, Plan, Service};
+use crate::plan::{AllDown, EndpointId, Plan, RegionId, Service, ServiceId};
 
 /// Per-service answer tables for the current health state.
 #[derive(Debug)]
@@ -26,7 +26,7 @@ pub struct ServiceTable {
 
 impl ServiceTable {
     /// Whether endpoint `e` is a candidate for some kind of client.
-    pub fn may_answer(&self, e: usize) -> bool {
+    pub fn may_answer(&self, e: EndpointId) -> bool {
         self.slots.iter().any(|slot| {
             slot.v4
                 .candidates
@@ -37,9 +37,9 @@ impl ServiceTable {
     }
 
     /// The slot for a client placed in `region` (`None`: in no region).
-    pub fn slot(&self, region: Option<usize>) -> &Slot {
+    pub fn slot(&self, region: Option<RegionId>) -> &Slot {
         let last = self.slots.len() - 1;
-        &self.slots[region.map_or(last, |r| r.min(last))]
+        &self.slots[region.map_or(last, |r| r.index().min(last))]
     }
 }
 
@@ -74,6 +74,27 @@ impl EndpointView {
     }
 }
 
+impl std::ops::Index<ServiceId> for Vec<ServiceTable> {
+    type Output = ServiceTable;
+    fn index(&self, s: ServiceId) -> &ServiceTable {
+        &self[s.index()]
+    }
+}
+
+impl std::ops::Index<EndpointId> for [EndpointView] {
+    type Output = EndpointView;
+    fn index(&self, e: EndpointId) -> &EndpointView {
+        &self[e.index()]
+    }
+}
+
+impl std::ops::Index<EndpointId> for Vec<EndpointView> {
+    type Output = EndpointView;
+    fn index(&self, e: EndpointId) -> &EndpointView {
+        &self[e.index()]
+    }
+}
+
 /// Scale for turning fractional (spillover) weights into integers for the draw.
 const WEIGHT_SCALE: f64 = 1_000_000.0;
 
@@ -82,12 +103,13 @@ impl ServiceTable {
     /// order) say.
     pub fn build(plan: &Plan, svc: &Service, endpoints: Vec<EndpointView>) -> ServiceTable {
         // Panic: too little of the enabled weight is healthy; answer as if all were.
-        let enabled = |e: usize| !endpoints[e].drained() && svc.endpoints[e].weight > 0;
-        let total: u64 = (0..svc.endpoints.len())
+        let enabled = |e: EndpointId| !endpoints[e].drained() && svc.endpoints[e].weight > 0;
+        let ids = || EndpointId::all(svc.endpoints.len());
+        let total: u64 = ids()
             .filter(|&e| enabled(e))
             .map(|e| svc.endpoints[e].weight as u64)
             .sum();
-        let healthy: u64 = (0..svc.endpoints.len())
+        let healthy: u64 = ids()
             .filter(|&e| enabled(e) && endpoints[e].ready())
             .map(|e| svc.endpoints[e].weight as u64)
             .sum();
@@ -102,7 +124,7 @@ impl ServiceTable {
             panic,
         };
         let slots = if svc.locality {
-            (0..plan.regions.len())
+            RegionId::all(plan.regions.len())
                 .map(Some)
                 .chain(std::iter::once(None))
                 .map(|r| Slot {
@@ -132,7 +154,7 @@ struct TableCtx<'a> {
 }
 
 impl TableCtx<'_> {
-    fn records(&self, e: usize, fam: Family) -> Vec<Record> {
+    fn records(&self, e: EndpointId, fam: Family) -> Vec<Record> {
         let svc = self.svc;
         let gw = &self.plan.gateways[svc.endpoints[e].gateway];
         match fam {
@@ -149,7 +171,7 @@ impl TableCtx<'_> {
         }
     }
 
-    fn has_family(&self, e: usize, fam: Family) -> bool {
+    fn has_family(&self, e: EndpointId, fam: Family) -> bool {
         let gw = &self.plan.gateways[self.svc.endpoints[e].gateway];
         match fam {
             Family::V4 => !gw.v4.is_empty(),
@@ -157,22 +179,22 @@ impl TableCtx<'_> {
         }
     }
 
-    fn weight(&self, e: usize) -> u64 {
+    fn weight(&self, e: EndpointId) -> u64 {
         self.svc.endpoints[e].weight as u64
     }
 
     /// Enabled: weight > 0 and not drained. Ready: enabled and healthy (or panic).
-    fn enabled(&self, e: usize) -> bool {
+    fn enabled(&self, e: EndpointId) -> bool {
         !self.views[e].drained() && self.weight(e) > 0
     }
 
-    fn ready(&self, e: usize, all_healthy: bool) -> bool {
+    fn ready(&self, e: EndpointId, all_healthy: bool) -> bool {
         self.enabled(e) && (all_healthy || self.views[e].ready())
     }
 
     /// The pool for clients in `region` (`None`: no region, or no locality).
-    fn pool(&self, fam: Family, region: Option<usize>) -> Pool {
-        let present: Vec<usize> = (0..self.svc.endpoints.len())
+    fn pool(&self, fam: Family, region: Option<RegionId>) -> Pool {
+        let present: Vec<EndpointId> = EndpointId::all(self.svc.endpoints.len())
             .filter(|&e| self.has_family(e, fam))
             .collect();
         if present.is_empty() {
@@ -213,7 +235,7 @@ impl TableCtx<'_> {
         }
     }
 
-    fn candidate(&self, e: usize, fam: Family, weight: u64) -> Candidate {
+    fn candidate(&self, e: EndpointId, fam: Family, weight: u64) -> Candidate {
         Candidate {
             endpoint: e,
             weight,
@@ -221,13 +243,13 @@ impl TableCtx<'_> {
         }
     }
 
-    fn in_region(&self, e: usize, region: usize) -> bool {
+    fn in_region(&self, e: EndpointId, region: RegionId) -> bool {
         self.plan.gateways[self.svc.endpoints[e].gateway].region_index == Some(region)
     }
 
     /// The client region's chain (the region, then its fallbacks), each with its
     /// enabled and ready weight among `present` and the share of load it takes.
-    fn chain(&self, present: &[usize], r: usize, all_healthy: bool) -> Vec<ChainStep> {
+    fn chain(&self, present: &[EndpointId], r: RegionId, all_healthy: bool) -> Vec<ChainStep> {
         let chain = self.plan.regions[r].chain(r);
         let caps: Vec<Capacity> = chain
             .iter()
@@ -261,9 +283,9 @@ impl TableCtx<'_> {
     /// group when the client is in no region); `None` when nothing in reach is ready.
     fn candidates(
         &self,
-        present: &[usize],
+        present: &[EndpointId],
         fam: Family,
-        region: Option<usize>,
+        region: Option<RegionId>,
         all_healthy: bool,
     ) -> Option<(Vec<Candidate>, Vec<usize>)> {
         let Some(r) = region else {

@@ -14,8 +14,8 @@ use super::schema::{self, CheckDef, StatusSpec};
 use super::zone::{compile_zone, find_zone, parse_name, ttl_secs};
 use super::{ConfigError, Locator};
 use crate::plan::{
-    AdminSettings, Check, CheckKind, Endpoint, Gateway, HealthSettings, HttpCheck, Net, Plan,
-    Region, ServerSettings, Service, Target, TlsSettings,
+    AdminSettings, Check, CheckId, CheckKind, Endpoint, Gateway, GatewayId, HealthSettings,
+    HttpCheck, Net, Plan, Region, RegionId, ServerSettings, Service, Target, TargetId, TlsSettings,
 };
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -44,19 +44,22 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
     }
 
     let regions = compile_regions(loc, &file.regions)?;
-    let region_index: HashMap<&str, usize> = regions
+    let region_index: HashMap<&str, RegionId> = regions
         .iter()
-        .enumerate()
-        .map(|(i, r)| (r.name.as_str(), i))
+        .zip(RegionId::all(regions.len()))
+        .map(|(r, i)| (r.name.as_str(), i))
         .collect();
 
     let mut gateways = Vec::with_capacity(file.gateways.len());
-    let mut gateway_index: HashMap<String, usize> = HashMap::new();
+    let mut gateway_index: HashMap<String, GatewayId> = HashMap::new();
     // Probe address per gateway: (ip, optional port).
     let mut probes: Vec<(IpAddr, Option<u16>)> = Vec::new();
     for g in &file.gateways {
         let name = nonempty(loc, &g.name, "gateway name")?;
-        if gateway_index.insert(name.clone(), gateways.len()).is_some() {
+        if gateway_index
+            .insert(name.clone(), GatewayId(gateways.len()))
+            .is_some()
+        {
             return Err(loc.error(g.name.span(), format!("duplicate gateway name {name:?}")));
         }
         if g.addresses.is_empty() {
@@ -98,7 +101,7 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
     }
 
     let mut checks = Vec::with_capacity(file.checks.len());
-    let mut check_index: HashMap<String, usize> = HashMap::new();
+    let mut check_index: HashMap<String, CheckId> = HashMap::new();
     let mut check_ports: Vec<Option<u16>> = Vec::new();
     let default_user_agent = file
         .health
@@ -108,7 +111,7 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
     for c in &file.checks {
         let check = compile_check(loc, c, &default_user_agent)?;
         if check_index
-            .insert(check.name.clone(), checks.len())
+            .insert(check.name.clone(), CheckId(checks.len()))
             .is_some()
         {
             return Err(loc.error(
@@ -135,7 +138,7 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
 
     let mut services = Vec::with_capacity(file.services.len());
     let mut targets: Vec<Target> = Vec::new();
-    let mut target_index: HashMap<(SocketAddr, usize, Option<String>), usize> = HashMap::new();
+    let mut target_index: HashMap<(SocketAddr, CheckId, Option<String>), TargetId> = HashMap::new();
     for s in &file.services {
         let name = parse_name(loc, &s.name, None)?;
         let zone = find_zone(&zones, &name).ok_or_else(|| {
@@ -198,8 +201,8 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
             let target = match check {
                 None => None,
                 Some(ci) => {
-                    let (ip, port) = probes[gw];
-                    let port = port.or(check_ports[ci]).ok_or_else(|| {
+                    let (ip, port) = probes[gw.index()];
+                    let port = port.or(check_ports[ci.index()]).ok_or_else(|| {
                         loc.error(
                             e.gateway.span(),
                             format!(
@@ -221,10 +224,11 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
                                 host: thost,
                                 gateways: Vec::new(),
                             });
-                            targets.len() - 1
+                            TargetId(targets.len() - 1)
                         });
-                    if !targets[t].gateways.contains(&gw) {
-                        targets[t].gateways.push(gw);
+                    let gateways_of_t = &mut targets[t.index()].gateways;
+                    if !gateways_of_t.contains(&gw) {
+                        gateways_of_t.push(gw);
                     }
                     Some(t)
                 }
@@ -295,10 +299,10 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
 }
 
 fn compile_regions(loc: &Locator<'_>, defs: &[schema::RegionDef]) -> Result<Vec<Region>> {
-    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut names: HashMap<String, RegionId> = HashMap::new();
     for (i, r) in defs.iter().enumerate() {
         let name = nonempty(loc, &r.name, "region name")?;
-        if names.insert(name.clone(), i).is_some() {
+        if names.insert(name.clone(), RegionId(i)).is_some() {
             return Err(loc.error(r.name.span(), format!("duplicate region name {name:?}")));
         }
     }
@@ -323,7 +327,7 @@ fn compile_regions(loc: &Locator<'_>, defs: &[schema::RegionDef]) -> Result<Vec<
             let j = *names
                 .get(f.get_ref().trim())
                 .ok_or_else(|| loc.error(f.span(), format!("unknown region {:?}", f.get_ref())))?;
-            if j == i || fallback.contains(&j) {
+            if j == RegionId(i) || fallback.contains(&j) {
                 return Err(loc.error(
                     f.span(),
                     format!("region {:?} repeats in the chain", f.get_ref()),

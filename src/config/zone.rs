@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::compile::parse_ip;
 use super::schema::ZoneDef;
 use super::{ConfigError, Locator};
-use crate::plan::Zone;
+use crate::plan::{Zone, ZoneId};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -147,13 +147,13 @@ pub(super) fn compile_zone(loc: &Locator<'_>, z: &ZoneDef) -> Result<Zone> {
     })
 }
 
-pub(super) fn find_zone(zones: &[Zone], name: &Name) -> Option<usize> {
+pub(super) fn find_zone(zones: &[Zone], name: &Name) -> Option<ZoneId> {
     zones
         .iter()
         .enumerate()
         .filter(|(_, z)| z.origin.zone_of(name))
         .max_by_key(|(_, z)| z.origin.num_labels())
-        .map(|(i, _)| i)
+        .map(|(i, _)| ZoneId(i))
 }
 
 /// A name from the config: relative to `origin` when given and the text does not end

@@ -14,7 +14,7 @@ use hickory_server::server::Request;
 
 use crate::answer::{Client, Decision, Family};
 use crate::metrics::Transport;
-use crate::plan::Net;
+use crate::plan::{Net, ServiceId, ZoneId};
 use crate::rng::Rng;
 use crate::snapshot::{Node, Shared, Snapshot};
 
@@ -25,7 +25,7 @@ use super::wire::{Sections, ecs_address_octets, encode, response_edns};
 pub struct Outcome {
     pub rcode: ResponseCode,
     pub qtype: Option<RecordType>,
-    pub zone: Option<usize>,
+    pub zone: Option<ZoneId>,
     pub truncated: bool,
     /// How a service answer's candidates were decided, if a service answered.
     pub decision: Option<Decision>,
@@ -190,7 +190,7 @@ impl<'a> Answer<'a> {
         let Some((zone, node)) = snap.zones.nodes.get(name) else {
             let zone = snap.zones.zone_of(name)?;
             self.outcome.zone = Some(zone);
-            self.authorities.push(&snap.zones.negative_soa[zone]);
+            self.authorities.push(snap.zones.negative_soa(zone));
             return Some(ResponseCode::NXDomain);
         };
         self.outcome.zone = Some(*zone);
@@ -201,12 +201,12 @@ impl<'a> Answer<'a> {
         };
         if !found {
             // NODATA: NOERROR, empty answer, SOA in authority (RFC 2308 §2.2).
-            self.authorities.push(&snap.zones.negative_soa[*zone]);
+            self.authorities.push(snap.zones.negative_soa(*zone));
         }
         Some(self.chain_rcode.unwrap_or(ResponseCode::NoError))
     }
 
-    fn service(&mut self, s: usize, qtype: RecordType) -> bool {
+    fn service(&mut self, s: ServiceId, qtype: RecordType) -> bool {
         let snap = self.snap;
         let svc = &snap.plan.services[s];
         let decided = snap.decide(s, self.client);
@@ -235,7 +235,7 @@ impl<'a> Answer<'a> {
 
     fn static_data(
         &mut self,
-        zone: usize,
+        zone: ZoneId,
         by_type: &'a [(RecordType, Vec<Record>)],
         qtype: RecordType,
     ) -> bool {
@@ -279,13 +279,13 @@ impl<'a> Answer<'a> {
                             Node::EmptyNonTerminal => false,
                         };
                         if !found {
-                            self.authorities.push(&snap.zones.negative_soa[*tz]);
+                            self.authorities.push(snap.zones.negative_soa(*tz));
                         }
                     }
                     None => {
                         if let Some(tz) = snap.zones.zone_of(&target) {
                             self.chain_rcode = Some(ResponseCode::NXDomain);
-                            self.authorities.push(&snap.zones.negative_soa[tz]);
+                            self.authorities.push(snap.zones.negative_soa(tz));
                         }
                         // Outside our zones: the resolver follows the alias itself.
                     }

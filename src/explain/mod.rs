@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use hickory_proto::rr::{LowerName, Name};
 
 use crate::answer::{Client, Decided, Decision, Family, Pool};
-use crate::plan::{Net, NetError};
+use crate::plan::{EndpointId, Net, NetError, ServiceId, ZoneId};
 use crate::snapshot::{Node, Snapshot};
 
 /// Why a question cannot be explained.
@@ -105,7 +105,7 @@ pub fn explain(
     // The DNS front's own rules: the same client address, placement and decision.
     let asking = Client::new(client, ecs);
     let placement = asking.place(&snap.zones.regions);
-    let zone_name = |z: usize| snap.plan.zones[z].origin.to_string();
+    let zone_name = |z: ZoneId| snap.plan.zones[z].origin.to_string();
     let verdict = match snap.zones.nodes.get(&lower) {
         None => match snap.zones.zone_of(&lower) {
             Some(z) => Verdict::NxDomain { zone: zone_name(z) },
@@ -134,14 +134,17 @@ pub fn explain(
     })
 }
 
-fn trace_service(snap: &Snapshot, zone: usize, s: usize, decided: &Decided<'_>) -> ServiceTrace {
+fn trace_service(
+    snap: &Snapshot,
+    zone: ZoneId,
+    s: ServiceId,
+    decided: &Decided<'_>,
+) -> ServiceTrace {
     let plan = &snap.plan;
     let svc = &plan.services[s];
     let table = &snap.services[s];
-    let endpoints = svc
-        .endpoints
-        .iter()
-        .enumerate()
+    let endpoints = EndpointId::all(svc.endpoints.len())
+        .zip(&svc.endpoints)
         .map(|(ei, e)| {
             let gw = &plan.gateways[e.gateway];
             let view = table.endpoints[ei];

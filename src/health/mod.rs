@@ -34,7 +34,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::duration::Dur;
 use crate::metrics::Metrics;
-use crate::plan::{Check, CheckKind, Plan};
+use crate::plan::{Check, CheckKind, Plan, TargetId};
 use crate::rng::Rng;
 
 /// Why a probe failed, in a form fit for a log line: `http 503 "no healthy upstreams"`.
@@ -226,12 +226,12 @@ impl Engine {
                 })
                 .map(|(_, r)| r.state.is_up());
             let state = Arc::new(TargetState::new(inherited.unwrap_or(true)));
-            let label = plan.target_label(t);
+            let label = plan.target_label(TargetId(t));
             let task = match Prober::new(&key, &label, &self.metrics, &mut configs) {
                 Ok(prober) => {
                     let ctx = TaskCtx {
                         label,
-                        services: plan.target_services(t).join(", "),
+                        services: plan.target_services(TargetId(t)).join(", "),
                         check: key.check.clone(),
                         state: state.clone(),
                         changed: self.changed.clone(),

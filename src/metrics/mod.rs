@@ -13,7 +13,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::plan::Plan;
+use crate::plan::{EndpointId, Plan, ServiceId};
 
 mod query;
 
@@ -212,10 +212,10 @@ impl Metrics {
 
     /// Sets `gslb_endpoint_up` of every endpoint of `plan`; `ready(service, endpoint)`
     /// says whether it may answer.
-    pub fn endpoints_ready(&self, plan: &Plan, ready: impl Fn(usize, usize) -> bool) {
-        for (si, svc) in plan.services.iter().enumerate() {
+    pub fn endpoints_ready(&self, plan: &Plan, ready: impl Fn(ServiceId, EndpointId) -> bool) {
+        for (si, svc) in ServiceId::all(plan.services.len()).zip(&plan.services) {
             let name = svc.name.to_string();
-            for (ei, e) in svc.endpoints.iter().enumerate() {
+            for (ei, e) in EndpointId::all(svc.endpoints.len()).zip(&svc.endpoints) {
                 let gw = &plan.gateways[e.gateway];
                 self.endpoint_up
                     .with_label_values(&[

@@ -8,7 +8,7 @@ use hickory_proto::rr::RecordType;
 use prometheus::{Histogram, IntCounter};
 
 use super::Metrics;
-use crate::plan::Plan;
+use crate::plan::{EndpointId, Plan, ServiceId, ZoneId};
 
 /// Query types we count by name; everything else is `OTHER`.
 const QTYPES: [(RecordType, &str); 10] = [
@@ -146,13 +146,13 @@ impl PlanMetrics {
     /// Counts one request. `zone` is the plan's zone index, if the name was in one.
     pub fn request(
         &self,
-        zone: Option<usize>,
+        zone: Option<ZoneId>,
         transport: Transport,
         qtype: Option<RecordType>,
         rcode: ResponseCode,
         seconds: f64,
     ) {
-        let z = zone.map_or(0, |z| z + 1);
+        let z = zone.map_or(0, |z| z.index() + 1);
         let proto = transport as usize;
         let i = ((z * PROTOS.len() + proto) * N_QTYPES + qtype_index(qtype)) * N_RCODES
             + rcode_index(rcode);
@@ -162,15 +162,15 @@ impl PlanMetrics {
         self.duration[proto].observe(seconds);
     }
 
-    pub fn answered(&self, service: usize, endpoint: usize) {
-        self.answers[service][endpoint].inc();
+    pub fn answered(&self, service: ServiceId, endpoint: EndpointId) {
+        self.answers[service.index()][endpoint.index()].inc();
     }
 
-    pub fn fail_open(&self, service: usize) {
-        self.fail_open[service].inc();
+    pub fn fail_open(&self, service: ServiceId) {
+        self.fail_open[service.index()].inc();
     }
 
-    pub fn panic(&self, service: usize) {
-        self.panic[service].inc();
+    pub fn panic(&self, service: ServiceId) {
+        self.panic[service.index()].inc();
     }
 }

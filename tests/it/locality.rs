@@ -1165,7 +1165,7 @@ fn explain_shows_placement_chain_and_shares() {
 
     // Spillover with eu2 down: the explain text the CLI prints, over that snapshot.
     let plan = Arc::new(gslb::config::parse(&path, &cfg).expect("config"));
-    let eu2 = plan.gateways.iter().position(|g| g.name == "eu2").unwrap();
+    let eu2 = gslb::plan::GatewayId(plan.gateways.iter().position(|g| g.name == "eu2").unwrap());
     let health: Vec<bool> = plan
         .targets
         .iter()

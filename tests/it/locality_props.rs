@@ -42,6 +42,7 @@ use proptest::prelude::*;
 use gslb::answer::{Client, Decision, Family};
 use gslb::dns::Handler;
 use gslb::overrides::{AdminState, Overrides, Scope};
+use gslb::plan::ServiceId;
 use gslb::snapshot::{Snapshot, Zones};
 
 /// Client networks regions may own: nested (10/8 ⊃ 10.1/16 ⊃ 10.1.2/24 ⊃ 10.1.2.128/25),
@@ -584,7 +585,7 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
                 let admin = by_ep.get(&(s, g)).or_else(|| by_gw.get(&g)).copied();
                 let target = psvc.endpoints[i].target;
                 assert_eq!(target.is_some(), svc.checked);
-                let probe_up = target.is_none_or(|t| health[t]);
+                let probe_up = target.is_none_or(|t| health[t.index()]);
                 let healthy = match admin {
                     None => probe_up,
                     Some(AdminState::ForceUp) => true,
@@ -777,7 +778,7 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
 
                 // The oracle checks the decision itself, not only the answers drawn
                 // from it: scope, decision, and every candidate.
-                let decided = snap.decide(s, Client::new(src, ecs));
+                let decided = snap.decide(ServiceId(s), Client::new(src, ecs));
                 prop_assert_eq!(decided.scope, want_scope, "decide: {}", ctx());
                 let family = Family::of(qtype).unwrap();
                 let pool = decided.pool(family);
@@ -789,7 +790,7 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
                     ctx()
                 );
                 for c in &pool.candidates {
-                    let g = plan.services[s].endpoints[c.endpoint].gateway;
+                    let g = plan.services[s].endpoints[c.endpoint].gateway.index();
                     let e = fam.iter().find(|e| e.gw == g);
                     prop_assert!(
                         e.is_some(),

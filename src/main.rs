@@ -203,7 +203,7 @@ fn serve(plan: gslb::plan::Plan, path: Option<PathBuf>, demo: bool) -> anyhow::R
             max_connections: plan.server.tcp_max_connections,
         };
         let grace = plan.server.grace_period;
-        let admin_token = plan.admin.as_ref().and_then(|a| a.token.clone());
+        let admin_settings = plan.admin.clone();
 
         let runtime = Publisher::start(plan, path, Metrics::new())?;
         let shutdown = CancellationToken::new();
@@ -215,14 +215,14 @@ fn serve(plan: gslb::plan::Plan, path: Option<PathBuf>, demo: bool) -> anyhow::R
             println!("gslb: listening on {addr} (udp, tcp)");
             info!(%addr, "DNS listening (udp, tcp)");
         }
-        if let Some(l) = admin_listener {
+        if let (Some(l), Some(settings)) = (admin_listener, admin_settings) {
             let addr = l.local_addr()?;
             println!("gslb: admin listening on {addr}");
             info!(%addr, "admin listening");
             tokio::spawn(gslb::admin::serve(
                 l,
                 runtime.clone(),
-                admin_token,
+                settings,
                 shutdown.clone(),
             ));
         }

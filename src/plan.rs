@@ -64,7 +64,10 @@ pub struct HealthSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
+    /// Bearer token (from `token` or `token_file`); at least 16 bytes.
     pub token: Option<String>,
+    /// Names besides IP addresses and `localhost` that `Host` may give.
+    pub hosts: Vec<String>,
     pub state_file: Option<PathBuf>,
     pub ready_deadline: Duration,
 }

@@ -4,11 +4,11 @@
 //! the publisher's two calls, `set_override` and `readiness`; `state.rs` renders
 //! `/v1/state`.
 //!
-//! Mutating calls are POSTs. When a token is configured they need
-//! `Authorization: Bearer <token>` (the config refuses a non-loopback admin listener
-//! without one); requests a browser marks (`Origin`, `Sec-Fetch-Site`) are refused; and
-//! every one of them is logged.
+//! Mutating calls are POSTs, and requests a browser marks (`Origin`, `Sec-Fetch-Site`)
+//! are refused for them; who may call anything at all is `auth.rs` (Host header,
+//! bearer token). Every override call is logged.
 
+mod auth;
 mod state;
 
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -29,23 +29,26 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::overrides::{AdminState, OverrideError, Scope};
+use crate::plan::AdminSettings;
 use crate::publisher::{Change, Publisher};
 
 pub struct Admin {
     publisher: Arc<Publisher>,
-    /// Required on mutating calls when `Some`.
-    token: Option<String>,
+    guard: auth::Guard,
 }
 
 /// Serves the admin API on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     publisher: Arc<Publisher>,
-    token: Option<String>,
+    settings: AdminSettings,
     shutdown: CancellationToken,
 ) {
     // A configured token is always enforced; off loopback the config requires one.
-    let admin = Arc::new(Admin { publisher, token });
+    let admin = Arc::new(Admin {
+        publisher,
+        guard: auth::Guard::new(&settings),
+    });
     // The admin listener shares the process's descriptor table with DNS and the
     // probes: bound its connections and how long each may live, so that idle or
     // trickling clients cannot starve those.
@@ -131,6 +134,18 @@ impl Admin {
     fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Resp {
         let params = query_params(req.uri().query().unwrap_or(""));
         let path = req.uri().path();
+        if let Err(refusal) = self.guard.check(req.headers(), path, peer) {
+            let status = match refusal {
+                auth::Refusal::Host => StatusCode::FORBIDDEN,
+                auth::Refusal::Token => StatusCode::UNAUTHORIZED,
+            };
+            let mut r = error(status, refusal.message());
+            if status == StatusCode::UNAUTHORIZED {
+                r.headers_mut()
+                    .insert(WWW_AUTHENTICATE, "Bearer".parse().unwrap());
+            }
+            return r;
+        }
         match (req.method(), path) {
             (&Method::GET, "/metrics") => {
                 let mut r = text(StatusCode::OK, self.publisher.metrics.render());
@@ -185,21 +200,6 @@ impl Admin {
                         StatusCode::FORBIDDEN,
                         "mutating calls are not accepted from browsers",
                     );
-                }
-                if let Some(token) = &self.token {
-                    let ok = req
-                        .headers()
-                        .get(AUTHORIZATION)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.strip_prefix("Bearer "))
-                        .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), token.as_bytes()));
-                    if !ok {
-                        warn!(%peer, %path, "admin call refused: missing or wrong bearer token");
-                        return error(
-                            StatusCode::UNAUTHORIZED,
-                            "this call needs Authorization: Bearer <token>",
-                        );
-                    }
                 }
                 let state = match path {
                     "/v1/drain" => Some(AdminState::Drain),
@@ -267,10 +267,6 @@ fn normalize_service(s: &str) -> String {
         n.push('.');
     }
     n
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// `a=1&b=x%2Fy` → map, percent-decoded, `+` as space (the first of repeated keys).

@@ -381,14 +381,7 @@ fn compile_admin(loc: &Locator<'_>, a: &schema::AdminDef) -> Result<AdminSetting
             ),
         )
     })?;
-    let token = a.token.clone().filter(|t| !t.trim().is_empty());
-    if !listen.ip().is_loopback() && token.is_none() {
-        return Err(loc.error(
-            a.listen.span(),
-            "an admin listener that is not on loopback needs a token (mutating calls require it)",
-        ));
-    }
-    let state_file = a.state_file.as_ref().map(|f| {
+    let relative = |f: &str| {
         let p = std::path::Path::new(f);
         if p.is_relative() {
             loc.file_path()
@@ -398,10 +391,52 @@ fn compile_admin(loc: &Locator<'_>, a: &schema::AdminDef) -> Result<AdminSetting
         } else {
             p.to_path_buf()
         }
-    });
+    };
+    let token = match (&a.token, &a.token_file) {
+        (Some(_), Some(f)) => {
+            return Err(loc.error(f.span(), "give token or token_file, not both"));
+        }
+        (Some(t), None) => Some((t.get_ref().trim().to_string(), t.span())),
+        (None, Some(f)) => {
+            let path = relative(f.get_ref());
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                loc.error(
+                    f.span(),
+                    format!("cannot read token_file {}: {e}", path.display()),
+                )
+            })?;
+            Some((
+                text.lines().next().unwrap_or("").trim().to_string(),
+                f.span(),
+            ))
+        }
+        (None, None) => None,
+    };
+    let token = match token {
+        Some((t, _)) if t.is_empty() => None,
+        Some((t, span)) if t.len() < 16 => {
+            return Err(loc.error(
+                span,
+                format!(
+                    "the admin token must be at least 16 bytes (it has {})",
+                    t.len()
+                ),
+            ));
+        }
+        Some((t, _)) => Some(t),
+        None => None,
+    };
+    if !listen.ip().is_loopback() && token.is_none() {
+        return Err(loc.error(
+            a.listen.span(),
+            "an admin listener that is not on loopback needs a token (mutating calls require it)",
+        ));
+    }
+    let state_file = a.state_file.as_deref().map(relative);
     Ok(AdminSettings {
         listen,
         token,
+        hosts: a.hosts.iter().map(|h| h.trim().to_string()).collect(),
         state_file,
         ready_deadline: a.ready_deadline.0,
     })

@@ -82,8 +82,15 @@ fn default_max_probes() -> Spanned<usize> {
 pub struct AdminDef {
     /// `ip:port` of the admin HTTP listener (metrics, state, overrides).
     pub listen: Spanned<String>,
-    /// Bearer token for mutating calls; required when `listen` is not loopback.
-    pub token: Option<String>,
+    /// Bearer token for every call but /livez and /readyz; required when `listen` is
+    /// not loopback. At least 16 bytes.
+    pub token: Option<Spanned<String>>,
+    /// A file holding the token (its first line), instead of `token`; relative paths
+    /// are relative to the config file's directory.
+    pub token_file: Option<Spanned<String>>,
+    /// Host names (besides IP addresses and `localhost`) the `Host` header may give.
+    #[serde(default)]
+    pub hosts: Vec<String>,
     /// Where overrides are kept across restarts; relative paths are relative to the
     /// config file's directory.
     pub state_file: Option<String>,

@@ -49,7 +49,8 @@ impl HttpResp {
     }
 }
 
-/// One request on a fresh connection (`Connection: close`), read to EOF.
+/// One request on a fresh connection (`Connection: close`), read to EOF. `Host` is the
+/// address unless `extra` gives one.
 fn http(addr: SocketAddr, method: &str, target: &str, extra: &[(&str, &str)]) -> HttpResp {
     // A listener on 0.0.0.0 is reached over loopback.
     let addr = if addr.ip().is_unspecified() {
@@ -60,7 +61,10 @@ fn http(addr: SocketAddr, method: &str, target: &str, extra: &[(&str, &str)]) ->
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\n");
+    if !extra.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
     if method != "GET" {
         req.push_str("Content-Length: 0\r\n");
     }
@@ -918,14 +922,19 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}, {{ gateway = "c" }}]
     assert_answers(&g2, "two.gslb.test", &["192.0.2.1", "192.0.2.2"], 5);
 }
 
-/// 4. A non-loopback admin listener needs the bearer token on POSTs; GETs do not.
-///    `gslb check` refuses a non-loopback listener without a token.
+/// 4. With a token, every admin call but /livez and /readyz needs it (the scheme in any
+///    case); a `Host` that names another site is refused (DNS rebinding); refusals are
+///    logged at most once a second. `gslb check` refuses a non-loopback listener without
+///    a token, a token under 16 bytes, and `token` with `token_file`; it reads
+///    `token_file`.
 #[test]
-fn bearer_token_guards_mutating_calls() {
+fn bearer_token_guards_the_admin_api() {
+    const TOKEN: &str = "s3cret-admin-token";
     let cfg = format!(
         r#"[admin]
 listen = "0.0.0.0:0"
-token = "s3cret"
+token = "{TOKEN}"
+hosts = ["gslb-admin.internal"]
 {ZONE}
 [[gateway]]
 name = "a"
@@ -942,21 +951,31 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
     let g = Gslb::start(&cfg);
     let admin = g.admin.unwrap();
     assert!(admin.ip().is_unspecified(), "{admin}");
+    let auth = format!("Bearer {TOKEN}");
+    let with_token = [("Authorization", auth.as_str())];
+    let state = || {
+        let r = http(admin, "GET", "/v1/state", &with_token);
+        assert_eq!(r.status, 200, "{r:?}");
+        r.json()
+    };
     let none = json!({"gateways": {}, "endpoints": {}});
     let refused = json!({"error": "this call needs Authorization: Bearer <token>"});
+    let short = format!("Bearer {}", &TOKEN[..TOKEN.len() - 1]);
+    let long = format!("Bearer {TOKEN}2");
+    let basic = format!("Basic {TOKEN}");
     for headers in [
         vec![],
         vec![("Authorization", "Bearer wrong")],
-        vec![("Authorization", "Bearer s3cre")],
-        vec![("Authorization", "Bearer s3cret2")],
-        vec![("Authorization", "Basic s3cret")],
-        vec![("Authorization", "s3cret")],
-        vec![("X-Token", "s3cret")],
+        vec![("Authorization", short.as_str())],
+        vec![("Authorization", long.as_str())],
+        vec![("Authorization", basic.as_str())],
+        vec![("Authorization", TOKEN)],
+        vec![("X-Token", TOKEN)],
     ] {
         let r = http(admin, "POST", "/v1/drain?gateway=a", &headers);
         assert_eq!(r.status, 401, "{headers:?}: {r:?}");
         assert_eq!(r.json(), refused);
-        assert_eq!(state(&g)["overrides"], none, "{headers:?}");
+        assert_eq!(state()["overrides"], none, "{headers:?}");
     }
     assert_answers(&g, "app.gslb.test", &["192.0.2.1", "192.0.2.2"], 5);
     assert!(
@@ -964,15 +983,17 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
             .contains("admin call refused: missing or wrong bearer token")
     );
 
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    let lower = format!("bearer {TOKEN}");
     let r = http(
         admin,
         "POST",
         "/v1/drain?gateway=a",
-        &[("Authorization", "Bearer s3cret")],
+        &[("Authorization", lower.as_str())],
     );
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(
-        state(&g)["overrides"],
+        state()["overrides"],
         json!({"gateways": {"a": "drain"}, "endpoints": {}})
     );
     assert_answers(&g, "app.gslb.test", &["192.0.2.2"], 10);
@@ -980,16 +1001,49 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
     assert_eq!(r.status, 401, "undrain needs the token too: {r:?}");
     assert_answers(&g, "app.gslb.test", &["192.0.2.2"], 5);
 
-    // Reads need no token.
-    for path in [
-        "/livez",
-        "/readyz",
-        "/metrics",
-        "/v1/state",
-        "/v1/explain?name=app.gslb.test",
-    ] {
+    // Reads need it too, except the probes of liveness and readiness.
+    for path in ["/livez", "/readyz"] {
         assert_eq!(get(admin, path).status, 200, "{path}");
     }
+    for path in ["/metrics", "/v1/state", "/v1/explain?name=app.gslb.test"] {
+        let r = get(admin, path);
+        assert_eq!(r.status, 401, "{path}: {r:?}");
+        assert_eq!(r.json(), refused, "{path}");
+        assert_eq!(http(admin, "GET", path, &with_token).status, 200, "{path}");
+    }
+
+    // Host must name the listener: an address, localhost, or a configured name.
+    for host in ["127.0.0.1:9", "localhost", "gslb-admin.internal:1234"] {
+        let r = http(admin, "GET", "/readyz", &[("Host", host)]);
+        assert_eq!(r.status, 200, "{host}: {r:?}");
+    }
+    for host in ["evil.example", "evil.example:80", "localhost.evil.example"] {
+        for (method, path) in [
+            ("GET", "/livez"),
+            ("GET", "/v1/state"),
+            ("POST", "/v1/undrain?gateway=a"),
+        ] {
+            let mut h = vec![("Host", host)];
+            h.extend(with_token);
+            let r = http(admin, method, path, &h);
+            assert_eq!(r.status, 403, "{host} {path}: {r:?}");
+        }
+    }
+    assert_answers(&g, "app.gslb.test", &["192.0.2.2"], 5);
+
+    // A flood of refused calls is logged at most about once a second.
+    let before = g.logs().matches("admin call refused").count();
+    let t0 = Instant::now();
+    for _ in 0..100 {
+        assert_eq!(get(admin, "/metrics").status, 401);
+    }
+    let lines = g.logs().matches("admin call refused").count() - before;
+    let allowed = 2 + t0.elapsed().as_secs() as usize;
+    assert!(
+        lines <= allowed,
+        "{lines} log lines for 100 refusals in {:?}",
+        t0.elapsed()
+    );
 
     // gslb check: non-loopback without a token is an error with a location.
     let base = |admin: &str| format!("{admin}\n{ZONE}");
@@ -1006,8 +1060,42 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
         "[admin]\nlisten = \"192.0.2.1:9100\"\ntoken = \"  \"",
     ));
     assert!(!ok && out.contains("needs a token"), "blank token: {out}");
-    let (ok, out, _) = check_config(&base("[admin]\nlisten = \"[::]:9100\"\ntoken = \"t\""));
+    let (ok, out, path) = check_config(&base("[admin]\nlisten = \"[::]:9100\"\ntoken = \"t\""));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "{}:3:9: the admin token must be at least 16 bytes (it has 1)",
+            path.display()
+        )),
+        "{out}"
+    );
+    let (ok, out, _) = check_config(&base(&format!(
+        "[admin]\nlisten = \"[::]:9100\"\ntoken = \"{TOKEN}\""
+    )));
     assert!(ok, "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let (ok, out, _) = check_config(&base(&format!(
+        "[admin]\nlisten = \"[::]:9100\"\ntoken_file = {:?}",
+        token_file.display().to_string()
+    )));
+    assert!(ok, "token_file: {out}");
+    let (ok, out, _) = check_config(&base(&format!(
+        "[admin]\nlisten = \"[::]:9100\"\ntoken = \"{TOKEN}\"\ntoken_file = {:?}",
+        token_file.display().to_string()
+    )));
+    assert!(
+        !ok && out.contains("give token or token_file, not both"),
+        "{out}"
+    );
+    let (ok, out, _) = check_config(&base(
+        "[admin]\nlisten = \"[::]:9100\"\ntoken_file = \"/nonexistent/admin.token\"",
+    ));
+    assert!(
+        !ok && out.contains("cannot read token_file /nonexistent/admin.token"),
+        "{out}"
+    );
     let (ok, out, _) = check_config(&base("[admin]\nlisten = \"127.0.0.1:9100\""));
     assert!(ok, "loopback needs no token: {out}");
     let (ok, out, _) = check_config(&base("[admin]\nlisten = \"[::1]:9100\""));

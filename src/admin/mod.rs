@@ -225,14 +225,8 @@ impl Admin {
                         if change == Change::Applied {
                             info!(%peer, call = %path, ?scope, "admin override applied");
                         }
-                        json(
-                            StatusCode::OK,
-                            &serde_json::json!({
-                                "ok": true,
-                                "scope": scope_json(&scope),
-                                "state": state.map_or("none", AdminState::as_str),
-                            }),
-                        )
+                        let now = self.publisher.shared().load();
+                        json(StatusCode::OK, &outcome_json(&now.overrides, &scope, state))
                     }
                     Err(e @ OverrideError::Save { .. }) => {
                         error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
@@ -249,6 +243,48 @@ impl Admin {
             _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
         }
     }
+}
+
+/// The reply to an override call: what it set on its scope, and what is in force after
+/// it, which differs when another scope's override still applies (undraining one
+/// endpoint of a drained gateway leaves it drained; the reply must say so).
+fn outcome_json(
+    overrides: &crate::overrides::Overrides,
+    scope: &Scope,
+    state: Option<AdminState>,
+) -> serde_json::Value {
+    let name = |s: Option<AdminState>| s.map_or("none", AdminState::as_str);
+    let mut v = serde_json::json!({
+        "ok": true,
+        "scope": scope_json(scope),
+        "state": name(state),
+    });
+    match scope {
+        Scope::Endpoint { service, gateway } => {
+            let in_force = overrides.effective(service, gateway);
+            v["in_force"] = name(in_force).into();
+            if in_force != state {
+                v["note"] = format!(
+                    "gateway {gateway} is {} as a whole, which applies to this endpoint",
+                    name(in_force)
+                )
+                .into();
+            }
+        }
+        Scope::Gateway(gateway) => {
+            v["in_force"] = name(state).into();
+            // Endpoint overrides on this gateway still beat the gateway's own.
+            let beating: serde_json::Map<String, serde_json::Value> = overrides
+                .endpoints
+                .iter()
+                .filter_map(|(svc, m)| m.get(gateway).map(|s| (svc.clone(), name(Some(*s)).into())))
+                .collect();
+            if !beating.is_empty() {
+                v["endpoint_overrides"] = beating.into();
+            }
+        }
+    }
+    v
 }
 
 fn scope_json(s: &Scope) -> serde_json::Value {

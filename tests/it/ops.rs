@@ -715,7 +715,7 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "c" }}]
     let r = post_ok(admin, "/v1/drain?gateway=a");
     assert_eq!(
         r,
-        json!({"ok": true, "scope": {"gateway": "a"}, "state": "drain"})
+        json!({"ok": true, "scope": {"gateway": "a"}, "state": "drain", "in_force": "drain"})
     );
     assert_answers(&g, "one.gslb.test", &["192.0.2.2"], N);
     assert_answers(&g, "two.gslb.test", &["192.0.2.2"], N);
@@ -745,7 +745,7 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "c" }}]
     let r = post_ok(admin, "/v1/undrain?gateway=a");
     assert_eq!(
         r,
-        json!({"ok": true, "scope": {"gateway": "a"}, "state": "none"})
+        json!({"ok": true, "scope": {"gateway": "a"}, "state": "none", "in_force": "none"})
     );
     baseline(&g);
     check_overrides(json!({"gateways": {}, "endpoints": {}}));
@@ -754,13 +754,39 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "c" }}]
     let r = post_ok(admin, "/v1/drain?service=one.gslb.test&gateway=a");
     assert_eq!(
         r,
-        json!({"ok": true, "scope": {"service": "one.gslb.test.", "gateway": "a"}, "state": "drain"})
+        json!({"ok": true, "scope": {"service": "one.gslb.test.", "gateway": "a"}, "state": "drain", "in_force": "drain"})
     );
     assert_answers(&g, "one.gslb.test", &["192.0.2.2"], N);
     assert_answers(&g, "two.gslb.test", &["192.0.2.1", "192.0.2.2"], N);
     assert_answers(&g, "three.gslb.test", &["192.0.2.1"], N);
     check_overrides(json!({"gateways": {}, "endpoints": {"one.gslb.test.": {"a": "drain"}}}));
     post_ok(admin, "/v1/undrain?service=one.gslb.test.&gateway=a");
+    baseline(&g);
+    check_overrides(json!({"gateways": {}, "endpoints": {}}));
+
+    // Undraining one endpoint of a drained gateway: the reply says what is in force,
+    // and the endpoint stays out.
+    post_ok(admin, "/v1/drain?gateway=a");
+    let r = post_ok(admin, "/v1/undrain?service=one.gslb.test&gateway=a");
+    assert_eq!(r["state"], "none", "{r}");
+    assert_eq!(r["in_force"], "drain", "{r}");
+    assert!(
+        r["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("gateway a is drain as a whole")),
+        "{r}"
+    );
+    assert_answers(&g, "one.gslb.test", &["192.0.2.2"], N);
+    // And a gateway call lists the endpoint overrides that still beat it.
+    post_ok(admin, "/v1/force-down?service=two.gslb.test&gateway=a");
+    let r = post_ok(admin, "/v1/undrain?gateway=a");
+    assert_eq!(r["in_force"], "none", "{r}");
+    assert_eq!(
+        r["endpoint_overrides"],
+        json!({"two.gslb.test.": "force_down"}),
+        "{r}"
+    );
+    post_ok(admin, "/v1/undrain?service=two.gslb.test&gateway=a");
     baseline(&g);
     check_overrides(json!({"gateways": {}, "endpoints": {}}));
 

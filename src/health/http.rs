@@ -13,7 +13,7 @@ use reqwest::{Client, Method, Url};
 
 use super::tls::{self, ExpiryWatch};
 use super::{ProbeError, describe_io};
-use crate::plan::{Check, HttpCheck};
+use crate::plan::{Check, HttpCheck, host_name};
 
 /// A prepared probe for one target: the client, URL and headers are built once.
 pub struct HttpProbe {
@@ -60,7 +60,7 @@ impl HttpProbe {
                 // SNI: the explicit setting, else the Host without a port.
                 let sni = match (tls.sni.as_deref(), host) {
                     (Some(s), _) => Some(s),
-                    (None, Some(h)) => Some(host_name(h)?),
+                    (None, Some(h)) => Some(host_name(h).map_err(|e| e.to_string())?),
                     (None, None) => None,
                 };
                 let is_dns_name = sni.is_some_and(|n| n.parse::<std::net::IpAddr>().is_err());
@@ -179,37 +179,6 @@ impl HttpProbe {
     }
 }
 
-/// The name part of a Host value: `example.com:8443` → `example.com`,
-/// `[::1]:8443` → `::1`, `10.0.0.1` unchanged. Rejects what cannot be a Host: an empty
-/// name, a non-numeric or out-of-range port, stray brackets or colons.
-pub fn host_name(host: &str) -> Result<&str, String> {
-    let bad = || format!("invalid host {host:?}: expected NAME, NAME:PORT, IP or [IPv6]:PORT");
-    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
-        let (v6, after) = rest.split_once(']').ok_or_else(bad)?;
-        v6.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
-        match after {
-            "" => (v6, None),
-            p => (v6, Some(p.strip_prefix(':').ok_or_else(bad)?)),
-        }
-    } else if host.parse::<std::net::Ipv6Addr>().is_ok() {
-        (host, None)
-    } else {
-        match host.split_once(':') {
-            Some((n, p)) => (n, Some(p)),
-            None => (host, None),
-        }
-    };
-    if let Some(p) = port
-        && p.parse::<u16>().is_err()
-    {
-        return Err(bad());
-    }
-    if name.is_empty() || name.contains(['/', '[', ']']) || name.contains(char::is_whitespace) {
-        return Err(bad());
-    }
-    Ok(name)
-}
-
 fn headers(http: &HttpCheck, host: Option<&str>) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::new();
     if let Some(host) = host {
@@ -255,31 +224,4 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
         source = s.source();
     }
     msg
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_name;
-
-    #[test]
-    fn host_values() {
-        assert_eq!(host_name("example.com"), Ok("example.com"));
-        assert_eq!(host_name("example.com:8443"), Ok("example.com"));
-        assert_eq!(host_name("10.0.0.1:80"), Ok("10.0.0.1"));
-        assert_eq!(host_name("[::1]:8443"), Ok("::1"));
-        assert_eq!(host_name("[::1]"), Ok("::1"));
-        assert_eq!(host_name("::1"), Ok("::1"));
-        for bad in [
-            "",
-            "example.com:abc",
-            "example.com:99999",
-            "a:b:c",
-            "[::1",
-            "[x]:1",
-            "[::1]8443",
-            "a b",
-        ] {
-            assert!(host_name(bad).is_err(), "{bad:?} accepted");
-        }
-    }
 }

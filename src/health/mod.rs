@@ -18,8 +18,6 @@ mod http;
 mod tcp;
 pub mod tls;
 
-pub use http::host_name;
-
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -32,10 +30,9 @@ use tokio::task::AbortHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
-use crate::rng::Rng;
-use crate::config::duration::Dur;
 use crate::metrics::Metrics;
-use crate::plan::{Check, CheckKind, Plan};
+use crate::plan::{Check, CheckKind, Plan, ShowDuration};
+use crate::rng::Rng;
 
 /// Why a probe failed, in a form fit for a log line: `http 503 "no healthy upstreams"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,26 +140,14 @@ impl TargetState {
 }
 
 /// Identity of a probe: same address, same check definition and same per-service
-/// host means same probe.
+/// host means same probe. The check holds its CA certificates as read at this load,
+/// so a rotated bundle (same path, new contents) makes a new probe with the new trust
+/// anchors.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     addr: SocketAddr,
     check: Check,
     host: Option<String>,
-    /// Digest of the check's CA bundle as read at this apply: a rotated bundle (same
-    /// path, new contents) makes a new probe with the new trust anchors.
-    ca_digest: Option<u64>,
-}
-
-/// A digest of a CA bundle's contents (`None` when there is none or it is unreadable;
-/// an unreadable bundle then fails the probe's construction with its own message).
-fn ca_digest(check: &Check) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let path = check.tls.as_ref()?.ca_file.as_ref()?;
-    let bytes = std::fs::read(path).ok()?;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    Some(h.finish())
 }
 
 struct Running {
@@ -202,6 +187,18 @@ impl Engine {
         let mut next: HashMap<Key, Running> = HashMap::with_capacity(plan.targets.len());
         let mut configs = tls::ConfigCache::default();
         let mut states = Vec::with_capacity(plan.targets.len());
+        // The verdicts of the running probes by (address, check name, host), looked up
+        // when a changed check on the same address replaces one of them.
+        let was_up: HashMap<(SocketAddr, String, Option<String>), bool> = self
+            .running
+            .iter()
+            .map(|(k, r)| {
+                (
+                    (k.addr, k.check.name.clone(), k.host.clone()),
+                    r.state.is_up(),
+                )
+            })
+            .collect();
         for t in 0..plan.targets.len() {
             let target = &plan.targets[t];
             let check = &plan.checks[target.check];
@@ -209,7 +206,6 @@ impl Engine {
                 addr: target.addr,
                 check: check.clone(),
                 host: target.host.clone(),
-                ca_digest: ca_digest(check),
             };
             if let Some(r) = self.running.remove(&key) {
                 states.push(r.state.clone());
@@ -218,14 +214,8 @@ impl Engine {
             }
             // A changed check on the same address (say, a new timeout) starts a new
             // probe; it inherits the old verdict so that the change does not flap it.
-            let inherited = self
-                .running
-                .iter()
-                .find(|(k, _)| {
-                    k.addr == key.addr && k.check.name == key.check.name && k.host == key.host
-                })
-                .map(|(_, r)| r.state.is_up());
-            let state = Arc::new(TargetState::new(inherited.unwrap_or(true)));
+            let inherited = was_up.get(&(key.addr, key.check.name.clone(), key.host.clone()));
+            let state = Arc::new(TargetState::new(inherited.copied().unwrap_or(true)));
             let label = plan.target_label(t);
             let task = match Prober::new(&key, &label, &self.metrics, &mut configs) {
                 Ok(prober) => {
@@ -394,7 +384,10 @@ async fn run_target(ctx: TaskCtx, prober: Prober) {
         }
         let result = match tokio::time::timeout(check.timeout, prober.probe()).await {
             Ok(r) => r,
-            Err(_) => Err(ProbeError(format!("timeout after {}", Dur(check.timeout)))),
+            Err(_) => Err(ProbeError(format!(
+                "timeout after {}",
+                ShowDuration(check.timeout)
+            ))),
         };
         let took = started.elapsed();
         duration.observe(took.as_secs_f64());

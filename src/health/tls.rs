@@ -3,7 +3,6 @@
 //! reporting, and precise reasons for handshake failures.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,25 +13,12 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
-use rustls_pki_types::pem::PemObject;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tracing::warn;
 
 use super::{ProbeError, describe_io};
 use crate::plan::TlsSettings;
-
-/// Reads a PEM bundle; at least one certificate must be in it.
-pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{} holds no PEM certificate", path.display()));
-    }
-    Ok(certs)
-}
 
 /// The system's trust anchors, loaded once per process.
 fn system_roots() -> Arc<RootCertStore> {
@@ -58,8 +44,8 @@ fn system_roots() -> Arc<RootCertStore> {
 /// Client configurations built during one `Engine::apply`, shared by every target with
 /// the same settings. Building one per target cost ~100 KiB and ~3 ms each (reqwest
 /// would otherwise load the system CA store for every client, even for plain http).
-/// Rebuilt per apply; a probe whose CA bundle changed is a new probe (its key holds a
-/// digest of the bundle), so a reload picks up a rotated bundle.
+/// Rebuilt per apply; a probe whose CA bundle changed is a new probe (its check holds
+/// the certificates), so a reload picks up a rotated bundle.
 #[derive(Default)]
 pub struct ConfigCache {
     built: std::collections::HashMap<(TlsSettings, bool), Arc<ClientConfig>>,
@@ -113,10 +99,11 @@ pub fn client_config(tls: &TlsSettings, alpn_http1: bool) -> Result<Arc<ClientCo
     } else {
         let roots = match &tls.ca_file {
             Some(path) => {
+                // The certificates were read with the plan; this never touches the file.
                 let mut store = RootCertStore::empty();
-                for cert in load_ca_file(path)? {
+                for cert in tls.ca_certs.iter() {
                     store
-                        .add(cert)
+                        .add(cert.clone())
                         .map_err(|e| format!("{}: {e}", path.display()))?;
                 }
                 Arc::new(store)

@@ -268,7 +268,7 @@ impl Runtime {
                                 "up": view.probe_up,
                                 "last_result": detail.as_ref().and_then(|d| d.last.as_ref()).map(|r| match r {
                                     Ok(()) => "ok".to_string(),
-                                    Err(e) => e.clone(),
+                                    Err(e) => e.to_string(),
                                 }),
                                 "last_probe_unix": detail.as_ref().and_then(|d| d.last_probe_at).map(unix),
                                 "last_duration_seconds": detail.as_ref().and_then(|d| d.last_duration).map(|d| d.as_secs_f64()),

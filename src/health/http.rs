@@ -11,8 +11,9 @@ use std::sync::Arc;
 use reqwest::header::{HOST, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, Url};
 
-use super::tls::{self, ExpiryWatch};
-use super::{ProbeError, describe_io};
+use super::expiry::ExpiryWatch;
+use super::failure::{IoFailure, ProbeFailure, ProbeResult, SetupError, Stage};
+use super::tls;
 use crate::plan::{Check, HttpCheck, host_name};
 
 /// A prepared probe for one target: the client, URL and headers are built once.
@@ -42,8 +43,8 @@ impl HttpProbe {
         host: Option<&str>,
         expiry: Option<ExpiryWatch>,
         configs: &mut tls::ConfigCache,
-    ) -> Result<HttpProbe, String> {
-        let http = check.kind.http().ok_or("not an http check")?;
+    ) -> Result<HttpProbe, SetupError> {
+        let http = check.kind.http().ok_or(SetupError::NotHttp)?;
         let host = host.or(http.host.as_deref());
         let mut builder = Client::builder()
             .no_proxy()
@@ -60,7 +61,7 @@ impl HttpProbe {
                 // SNI: the explicit setting, else the Host without a port.
                 let sni = match (tls.sni.as_deref(), host) {
                     (Some(s), _) => Some(s),
-                    (None, Some(h)) => Some(host_name(h).map_err(|e| e.to_string())?),
+                    (None, Some(h)) => Some(host_name(h)?),
                     (None, None) => None,
                 };
                 let is_dns_name = sni.is_some_and(|n| n.parse::<std::net::IpAddr>().is_err());
@@ -81,13 +82,17 @@ impl HttpProbe {
                 }
             }
         };
-        let url = Url::parse(&url).map_err(|e| format!("cannot form URL {url:?}: {e}"))?;
+        let url = Url::parse(&url).map_err(|e| SetupError::Url {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
         let client = builder
             .build()
-            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+            .map_err(|e| SetupError::Client(e.to_string()))?;
         Ok(HttpProbe {
             client,
-            method: Method::from_bytes(http.method.as_bytes()).map_err(|e| e.to_string())?,
+            method: Method::from_bytes(http.method.as_bytes())
+                .map_err(|e| SetupError::Request(e.to_string()))?,
             url,
             headers: headers(http, host)?,
             spec: Arc::new(HttpSpec {
@@ -100,14 +105,14 @@ impl HttpProbe {
         })
     }
 
-    pub async fn probe(&self) -> Result<(), ProbeError> {
+    pub async fn probe(&self) -> ProbeResult {
         let mut resp = self
             .client
             .request(self.method.clone(), self.url.clone())
             .headers(self.headers.clone())
             .send()
             .await
-            .map_err(|e| ProbeError(self.describe(&e)))?;
+            .map_err(|e| self.describe(&e))?;
         if let (Some(watch), Some(info)) = (
             &self.expiry,
             resp.extensions().get::<reqwest::tls::TlsInfo>(),
@@ -147,49 +152,50 @@ impl HttpProbe {
                     }
                     Ok(None) => break,
                     Err(e) if status_ok => {
-                        return Err(ProbeError(format!(
-                            "http {status} body read failed: {}",
-                            self.describe(&e)
-                        )));
+                        return Err(ProbeFailure::BodyRead {
+                            status,
+                            cause: Box::new(self.describe(&e)),
+                        });
                     }
                     Err(_) => break,
                 }
             }
         }
         if !status_ok {
-            return Err(ProbeError(format!("http {status} {:?}", snippet(&body))));
+            return Err(ProbeFailure::Status {
+                status,
+                body: snippet(&body),
+            });
         }
         match &spec.expect_body {
-            Some(needle) if !contains(&body, needle) => Err(ProbeError(format!(
-                "http {status} body lacks {:?} in its first {} bytes",
-                String::from_utf8_lossy(needle),
-                spec.body_limit
-            ))),
+            Some(needle) if !contains(&body, needle) => Err(ProbeFailure::BodyMismatch {
+                status,
+                expected: String::from_utf8_lossy(needle).into_owned(),
+                limit: spec.body_limit,
+            }),
             _ => Ok(()),
         }
     }
 }
 
 impl HttpProbe {
-    fn describe(&self, e: &reqwest::Error) -> String {
+    fn describe(&self, e: &reqwest::Error) -> ProbeFailure {
         match tls::tls_error_in(e) {
-            Some(t) => tls::describe_tls(t, &self.tls_name),
+            Some(t) => tls::describe_tls(t, &self.tls_name).into(),
             None => describe_reqwest(e),
         }
     }
 }
 
-fn headers(http: &HttpCheck, host: Option<&str>) -> Result<HeaderMap, String> {
+fn headers(http: &HttpCheck, host: Option<&str>) -> Result<HeaderMap, SetupError> {
+    let bad = |e: &dyn std::fmt::Display| SetupError::Request(e.to_string());
     let mut map = HeaderMap::new();
     if let Some(host) = host {
-        map.insert(
-            HOST,
-            HeaderValue::from_str(host).map_err(|e| e.to_string())?,
-        );
+        map.insert(HOST, HeaderValue::from_str(host).map_err(|e| bad(&e))?);
     }
     for (k, v) in &http.headers {
-        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| e.to_string())?;
-        map.append(name, HeaderValue::from_str(v).map_err(|e| e.to_string())?);
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| bad(&e))?;
+        map.append(name, HeaderValue::from_str(v).map_err(|e| bad(&e))?);
     }
     Ok(map)
 }
@@ -204,15 +210,20 @@ fn snippet(body: &[u8]) -> String {
     text.trim().replace(['\r', '\n'], " ")
 }
 
-fn describe_reqwest(e: &reqwest::Error) -> String {
+fn describe_reqwest(e: &reqwest::Error) -> ProbeFailure {
     if e.is_timeout() {
-        return "timeout".into();
+        return ProbeFailure::ClientTimeout;
     }
     // Find the I/O error underneath hyper, if any, for a precise reason.
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return describe_io(if e.is_connect() { "connect" } else { "http" }, io);
+            let stage = if e.is_connect() {
+                Stage::Connect
+            } else {
+                Stage::Http
+            };
+            return IoFailure::new(stage, io).into();
         }
         source = s.source();
     }
@@ -223,5 +234,5 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
         msg.push_str(&s.to_string());
         source = s.source();
     }
-    msg
+    ProbeFailure::Http(msg)
 }

@@ -61,85 +61,13 @@ fn human_left(secs: i64) -> String {
     }
 }
 
-// ---- the certificate's notAfter, read from DER without an X.509 library -------------
-
-/// Reads one DER TLV at `p`: (tag, content range, next position).
-fn tlv(d: &[u8], p: usize) -> Option<(u8, std::ops::Range<usize>, usize)> {
-    let tag = *d.get(p)?;
-    let first = *d.get(p + 1)? as usize;
-    let (len, hdr) = if first < 0x80 {
-        (first, 2)
-    } else {
-        let n = first & 0x7f;
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let mut len = 0usize;
-        for i in 0..n {
-            len = (len << 8) | *d.get(p + 2 + i)? as usize;
-        }
-        (len, 2 + n)
-    };
-    let start = p + hdr;
-    let end = start.checked_add(len)?;
-    (end <= d.len()).then_some((tag, start..end, end))
-}
-
-/// `Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
-/// serialNumber, signature, issuer, validity SEQUENCE { notBefore, notAfter }, ... } }`
-/// (RFC 5280 §4.1). Returns notAfter as Unix seconds.
+/// The certificate's notAfter as Unix seconds (RFC 5280 §4.1.2.5); `None` when the
+/// DER is not a certificate.
 pub fn not_after_unix(der: &[u8]) -> Option<i64> {
-    let (t, cert, _) = tlv(der, 0)?;
-    if t != 0x30 {
-        return None;
-    }
-    let (t, tbs, _) = tlv(der, cert.start)?;
-    if t != 0x30 {
-        return None;
-    }
-    let mut p = tbs.start;
-    let (t, _, next) = tlv(der, p)?;
-    if t == 0xa0 {
-        p = next; // explicit version
-    }
-    for _ in 0..3 {
-        p = tlv(der, p)?.2; // serialNumber, signature, issuer
-    }
-    let (t, validity, _) = tlv(der, p)?;
-    if t != 0x30 {
-        return None;
-    }
-    let (_, _, after_before) = tlv(der, validity.start)?;
-    let (t, na, _) = tlv(der, after_before)?;
-    parse_time(t, std::str::from_utf8(&der[na]).ok()?)
-}
-
-/// UTCTime (tag 0x17, `YYMMDDHHMMSSZ`) or GeneralizedTime (0x18, `YYYYMMDDHHMMSSZ`).
-fn parse_time(tag: u8, s: &str) -> Option<i64> {
-    let s = s.strip_suffix('Z')?;
-    let (year, rest) = match tag {
-        0x17 => {
-            let yy: i64 = s.get(0..2)?.parse().ok()?;
-            // RFC 5280 §4.1.2.5.1: 50-99 are 19xx, 00-49 are 20xx.
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, s.get(2..)?)
-        }
-        0x18 => (s.get(0..4)?.parse().ok()?, s.get(4..)?),
-        _ => return None,
-    };
-    let num = |r: std::ops::Range<usize>| -> Option<i64> { rest.get(r)?.parse().ok() };
-    let (mo, d, h, mi, se) = (num(0..2)?, num(2..4)?, num(4..6)?, num(6..8)?, num(8..10)?);
-    Some(days_from_civil(year, mo, d) * 86_400 + h * 3600 + mi * 60 + se)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    use x509_cert::der::Decode;
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let after = cert.tbs_certificate.validity.not_after.to_unix_duration();
+    i64::try_from(after.as_secs()).ok()
 }
 
 #[cfg(test)]
@@ -147,21 +75,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn civil_days() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(parse_time(0x17, "491231235959Z"), Some(2_524_607_999));
-        assert_eq!(parse_time(0x18, "20380119031408Z"), Some(2_147_483_648));
+    fn reads_not_after_from_generated_certificates() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        // 2031-05-06 is a UTCTime, 2051-01-02 a GeneralizedTime (RFC 5280: from 2050).
+        for ((y, m, d), unix) in [((2031, 5, 6), 1_935_792_000), ((2051, 1, 2), 2_556_230_400)] {
+            let mut params = rcgen::CertificateParams::new(vec!["a.test".into()]).unwrap();
+            params.not_after = rcgen::date_time_ymd(y, m, d);
+            let cert = params.self_signed(&key).unwrap();
+            assert_eq!(not_after_unix(cert.der()), Some(unix), "{y}-{m}-{d}");
+            assert_eq!(not_after_unix(&cert.der()[..40]), None);
+        }
     }
 
     #[test]
-    fn reads_not_after_from_a_generated_certificate() {
-        let mut params = rcgen::CertificateParams::new(vec!["a.test".into()]).unwrap();
-        params.not_after = rcgen::date_time_ymd(2031, 5, 6);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let expect = days_from_civil(2031, 5, 6) * 86_400;
-        assert_eq!(not_after_unix(cert.der()), Some(expect));
-        assert_eq!(not_after_unix(&cert.der()[..40]), None);
+    fn time_left_reads_in_days_or_hours() {
+        assert_eq!(human_left(3 * 86_400 + 1800), "3d 0h");
+        assert_eq!(human_left(5 * 3600 + 120), "5h 2m");
+        assert_eq!(human_left(-5), "0s (already expired)");
     }
 }

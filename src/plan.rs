@@ -137,7 +137,7 @@ pub struct TlsSettings {
     /// The certificates of `ca_file`, read once when the plan was compiled (never
     /// empty when `ca_file` is set, empty otherwise). Compared by content, so a bundle
     /// rotated under the same path makes a different check at the next reload.
-    pub ca_certs: Arc<[CertificateDer<'static>]>,
+    pub ca_certs: CaCertificates,
     /// Accept any certificate (the handshake itself must still succeed).
     pub insecure: bool,
     /// A certificate expiring within this is reported (log, metric), not failed.
@@ -317,10 +317,75 @@ impl std::fmt::Display for ShowDuration {
     }
 }
 
+/// The certificates of a CA bundle, as read once per config load. Equal when their
+/// contents are; hashed by a digest computed once, so that keying every probe by its
+/// check costs the same whatever the size of the bundle.
+#[derive(Debug, Clone, Default)]
+pub struct CaCertificates {
+    certs: Arc<[CertificateDer<'static>]>,
+    digest: u64,
+}
+
+impl CaCertificates {
+    pub fn new(certs: Vec<CertificateDer<'static>>) -> CaCertificates {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        certs.hash(&mut h);
+        CaCertificates {
+            certs: certs.into(),
+            digest: h.finish(),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &CertificateDer<'static>> {
+        self.certs.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.certs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.certs.is_empty()
+    }
+}
+
+impl PartialEq for CaCertificates {
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest
+            && (Arc::ptr_eq(&self.certs, &other.certs) || self.certs == other.certs)
+    }
+}
+
+impl Eq for CaCertificates {}
+
+impl std::hash::Hash for CaCertificates {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.digest.hash(state);
+    }
+}
+
 #[cfg(test)]
 mod host_tests {
-    use super::{ShowDuration, host_name};
+    use super::{CaCertificates, ShowDuration, host_name};
+    use rustls_pki_types::CertificateDer;
     use std::time::Duration;
+
+    #[test]
+    fn ca_certificates_compare_by_content() {
+        use std::hash::{BuildHasher, RandomState};
+        let cert = |b: &[u8]| CertificateDer::from(b.to_vec());
+        let a = CaCertificates::new(vec![cert(b"one"), cert(b"two")]);
+        let same = CaCertificates::new(vec![cert(b"one"), cert(b"two")]);
+        let rotated = CaCertificates::new(vec![cert(b"one"), cert(b"three")]);
+        assert_eq!(a, same);
+        assert_ne!(a, rotated);
+        assert_ne!(a, CaCertificates::default());
+        let s = RandomState::new();
+        assert_eq!(s.hash_one(&a), s.hash_one(&same));
+        assert_eq!(a.len(), 2);
+        assert!(CaCertificates::default().is_empty());
+    }
 
     #[test]
     fn host_values() {

@@ -683,7 +683,7 @@ fn compile_tls(loc: &Locator<'_>, c: &CheckDef) -> Result<TlsSettings> {
     };
     let (ca_file, ca_certs) = match ca_file {
         Some((path, certs)) => (Some(path), certs),
-        None => (None, std::sync::Arc::from(Vec::new())),
+        None => (None, crate::plan::CaCertificates::default()),
     };
     if c.insecure && ca_file.is_some() {
         return Err(loc.error(c.name.span(), "insecure and ca_file contradict each other"));
@@ -702,7 +702,7 @@ fn compile_tls(loc: &Locator<'_>, c: &CheckDef) -> Result<TlsSettings> {
 /// Reads a PEM bundle; at least one certificate must be in it.
 fn read_ca_file(
     path: &std::path::Path,
-) -> std::result::Result<std::sync::Arc<[rustls_pki_types::CertificateDer<'static>]>, String> {
+) -> std::result::Result<crate::plan::CaCertificates, String> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
@@ -712,7 +712,7 @@ fn read_ca_file(
     if certs.is_empty() {
         return Err(format!("{} holds no PEM certificate", path.display()));
     }
-    Ok(certs.into())
+    Ok(crate::plan::CaCertificates::new(certs))
 }
 
 fn compile_http(loc: &Locator<'_>, c: &CheckDef) -> Result<HttpCheck> {

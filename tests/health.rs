@@ -1050,3 +1050,48 @@ fn paused_reload_keeps_and_inherits_verdicts() {
         assert_eq!(p.transitions("hc", "down"), 1, "inheriting is not flipping");
     });
 }
+
+/// 12. `max_concurrent_probes` bounds the probes in flight: with one slot held by a
+///     hung target, a healthy target's probe waits for it, starts exactly when the hung
+///     probe times out, and is counted late (its lag, 200 ms, is over a tenth of the
+///     interval); its own result is unaffected.
+#[test]
+fn paused_probe_waiting_for_a_slot_is_late() {
+    let hung = Hang::start("127.0.0.52");
+    let ok = HttpTarget::start("127.0.0.53", Reply::ok());
+    let check = "kind = \"http\"\npath = \"/hc\"\ninterval = \"1s\"\ntimeout = \"200ms\"\nrise = 1\nfall = 1";
+    let both = format!(
+        "[health]\nmax_concurrent_probes = 1\n{}",
+        two_gateways("slot.gslb.test", hung.addr, ok.addr, check)
+    );
+    // The same, without the healthy gateway's endpoint: only the hung target.
+    let only_hung = both.replace(
+        "endpoints = [{ gateway = \"a\" }, { gateway = \"b\" }]",
+        "endpoints = [{ gateway = \"a\" }]",
+    );
+    paused::run(|logs| async move {
+        let mut p = Probed::start(&only_hung);
+        assert_eq!(p.plan.targets.len(), 1);
+        paused::until("the hung probe holds the slot", || hung.accepted() == 1).await;
+        // The healthy target joins while the only slot is taken.
+        p.reload(&both);
+        let (th, tok) = (p.target(hung.addr, "hc"), p.target(ok.addr, "hc"));
+        assert_eq!(p.metrics.probes_late.get(), 0);
+        p.advance_to(199).await;
+        assert_eq!(ok.hits.load(Ordering::SeqCst), 0, "probed without a slot");
+        // 200 ms: the hung probe times out and hands the slot on.
+        p.round(200, &[th, tok], 1).await;
+        assert_eq!(ok.hits.load(Ordering::SeqCst), 1);
+        assert_eq!(p.states[tok].detail().last, Some(Ok(())));
+        assert!(p.up(tok) && !p.up(th));
+        assert_eq!(p.metrics.probes_late.get(), 1);
+        assert_eq!(p.metrics.probe_lag.get_sample_count(), 2);
+        assert!((p.metrics.probe_lag.get_sample_sum() - 0.2).abs() < 1e-9);
+        assert!(
+            logs.text()
+                .contains("probes are falling behind their schedule: target b "),
+            "{}",
+            logs.text()
+        );
+    });
+}

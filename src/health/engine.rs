@@ -138,6 +138,7 @@ impl Engine {
                     recorder: self.metrics.probe_recorder(&key.check.name),
                     label,
                     check: key.check.clone(),
+                    started: Instant::now(),
                     state: state.clone(),
                     changed: self.changed.clone(),
                     slots: self.slots.clone(),

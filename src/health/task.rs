@@ -25,6 +25,9 @@ pub(super) struct TaskCtx {
     pub label: String,
     pub services: String,
     pub check: Check,
+    /// When the target was started: its schedule counts from here, not from whenever
+    /// the runtime first polls the task.
+    pub started: Instant,
     pub state: Arc<TargetState>,
     /// Woken on every flip, and on the first result (readiness waits for it).
     pub changed: Arc<Notify>,
@@ -44,7 +47,7 @@ pub(super) async fn run_target(ctx: TaskCtx, prober: Prober) {
             r.below(check.jitter.as_nanos() as u64)
         }))
     };
-    let mut schedule = Schedule::new(Instant::now(), phase, check.interval);
+    let mut schedule = Schedule::new(ctx.started, phase, check.interval);
     let timing = Timing::new(check);
     let mut hyst = Hysteresis::new(ctx.state.is_up(), check.rise, check.fall);
     loop {

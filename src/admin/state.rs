@@ -37,7 +37,7 @@ pub fn state_json(snap: &Snapshot, ready: bool) -> Value {
                             "up": view.probe_up,
                             "last_result": detail.and_then(|d| d.last.as_ref()).map(|r| match r {
                                 Ok(()) => "ok".to_string(),
-                                Err(e) => e.clone(),
+                                Err(e) => e.to_string(),
                             }),
                             "last_probe_unix": detail.and_then(|d| d.last_probe_at).map(unix),
                             "last_duration_seconds": detail.and_then(|d| d.last_duration).map(|d| d.as_secs_f64()),

@@ -579,11 +579,16 @@ fn compile_tls(loc: &Locator<'_>, c: &CheckDef) -> Result<TlsSettings> {
             } else {
                 p.to_path_buf()
             };
-            // Read it now so that `gslb check` catches a missing or empty bundle.
-            crate::health::tls::load_ca_file(&path)
-                .map_err(|e| loc.error(f.span(), format!("ca_file: {e}")))?;
-            Some(path)
+            // Read it here, once per load: `gslb check` catches a missing or empty
+            // bundle, and the probes get the certificates with the plan.
+            let certs =
+                read_ca_file(&path).map_err(|e| loc.error(f.span(), format!("ca_file: {e}")))?;
+            Some((path, certs))
         }
+    };
+    let (ca_file, ca_certs) = match ca_file {
+        Some((path, certs)) => (Some(path), certs),
+        None => (None, crate::plan::CaCertificates::default()),
     };
     if c.insecure && ca_file.is_some() {
         return Err(loc.error(c.name.span(), "insecure and ca_file contradict each other"));
@@ -591,11 +596,28 @@ fn compile_tls(loc: &Locator<'_>, c: &CheckDef) -> Result<TlsSettings> {
     Ok(TlsSettings {
         sni,
         ca_file,
+        ca_certs,
         insecure: c.insecure,
         expiry_warning: c
             .cert_expiry_warning
             .map_or(Duration::from_secs(14 * 86_400), |d| d.0),
     })
+}
+
+/// Reads a PEM bundle; at least one certificate must be in it.
+fn read_ca_file(
+    path: &std::path::Path,
+) -> std::result::Result<crate::plan::CaCertificates, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(crate::plan::CaCertificates::new(certs))
 }
 
 fn compile_http(loc: &Locator<'_>, c: &CheckDef) -> Result<HttpCheck> {
@@ -631,7 +653,7 @@ fn compile_http(loc: &Locator<'_>, c: &CheckDef) -> Result<HttpCheck> {
     let host = match &c.host {
         None => None,
         Some(h) => {
-            crate::health::host_name(h.get_ref()).map_err(|e| loc.error(h.span(), e))?;
+            crate::plan::host_name(h.get_ref()).map_err(|e| loc.error(h.span(), e.to_string()))?;
             Some(h.get_ref().clone())
         }
     };

@@ -93,12 +93,7 @@ impl<'de> Deserialize<'de> for Dur {
 
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = self.0.as_millis();
-        if ms.is_multiple_of(1000) {
-            write!(f, "{}s", ms / 1000)
-        } else {
-            write!(f, "{ms}ms")
-        }
+        crate::plan::ShowDuration(self.0).fmt(f)
     }
 }
 

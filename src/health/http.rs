@@ -11,9 +11,10 @@ use std::sync::Arc;
 use reqwest::header::{HOST, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, Url};
 
-use super::tls::{self, ExpiryWatch};
-use super::{ProbeError, describe_io};
-use crate::plan::{Check, HttpCheck};
+use super::expiry::ExpiryWatch;
+use super::failure::{IoFailure, ProbeFailure, ProbeResult, SetupError, Stage};
+use super::tls;
+use crate::plan::{Check, HttpCheck, host_name};
 
 /// A prepared probe for one target: the client, URL and headers are built once.
 pub struct HttpProbe {
@@ -42,8 +43,8 @@ impl HttpProbe {
         host: Option<&str>,
         expiry: Option<ExpiryWatch>,
         configs: &mut tls::ConfigCache,
-    ) -> Result<HttpProbe, String> {
-        let http = check.kind.http().ok_or("not an http check")?;
+    ) -> Result<HttpProbe, SetupError> {
+        let http = check.kind.http().ok_or(SetupError::NotHttp)?;
         let host = host.or(http.host.as_deref());
         let mut builder = Client::builder()
             .no_proxy()
@@ -81,13 +82,17 @@ impl HttpProbe {
                 }
             }
         };
-        let url = Url::parse(&url).map_err(|e| format!("cannot form URL {url:?}: {e}"))?;
+        let url = Url::parse(&url).map_err(|e| SetupError::Url {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
         let client = builder
             .build()
-            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+            .map_err(|e| SetupError::Client(e.to_string()))?;
         Ok(HttpProbe {
             client,
-            method: Method::from_bytes(http.method.as_bytes()).map_err(|e| e.to_string())?,
+            method: Method::from_bytes(http.method.as_bytes())
+                .map_err(|e| SetupError::Request(e.to_string()))?,
             url,
             headers: headers(http, host)?,
             spec: Arc::new(HttpSpec {
@@ -100,14 +105,14 @@ impl HttpProbe {
         })
     }
 
-    pub async fn probe(&self) -> Result<(), ProbeError> {
+    pub async fn probe(&self) -> ProbeResult {
         let mut resp = self
             .client
             .request(self.method.clone(), self.url.clone())
             .headers(self.headers.clone())
             .send()
             .await
-            .map_err(|e| ProbeError(self.describe(&e)))?;
+            .map_err(|e| self.describe(&e))?;
         if let (Some(watch), Some(info)) = (
             &self.expiry,
             resp.extensions().get::<reqwest::tls::TlsInfo>(),
@@ -147,80 +152,50 @@ impl HttpProbe {
                     }
                     Ok(None) => break,
                     Err(e) if status_ok => {
-                        return Err(ProbeError(format!(
-                            "http {status} body read failed: {}",
-                            self.describe(&e)
-                        )));
+                        return Err(ProbeFailure::BodyRead {
+                            status,
+                            cause: Box::new(self.describe(&e)),
+                        });
                     }
                     Err(_) => break,
                 }
             }
         }
         if !status_ok {
-            return Err(ProbeError(format!("http {status} {:?}", snippet(&body))));
+            return Err(ProbeFailure::Status {
+                status,
+                body: snippet(&body),
+            });
         }
         match &spec.expect_body {
-            Some(needle) if !contains(&body, needle) => Err(ProbeError(format!(
-                "http {status} body lacks {:?} in its first {} bytes",
-                String::from_utf8_lossy(needle),
-                spec.body_limit
-            ))),
+            Some(needle) if !contains(&body, needle) => Err(ProbeFailure::BodyMismatch {
+                status,
+                expected: String::from_utf8_lossy(needle).into_owned(),
+                limit: spec.body_limit,
+            }),
             _ => Ok(()),
         }
     }
 }
 
 impl HttpProbe {
-    fn describe(&self, e: &reqwest::Error) -> String {
+    fn describe(&self, e: &reqwest::Error) -> ProbeFailure {
         match tls::tls_error_in(e) {
-            Some(t) => tls::describe_tls(t, &self.tls_name),
+            Some(t) => tls::describe_tls(t, &self.tls_name).into(),
             None => describe_reqwest(e),
         }
     }
 }
 
-/// The name part of a Host value: `example.com:8443` → `example.com`,
-/// `[::1]:8443` → `::1`, `10.0.0.1` unchanged. Rejects what cannot be a Host: an empty
-/// name, a non-numeric or out-of-range port, stray brackets or colons.
-pub fn host_name(host: &str) -> Result<&str, String> {
-    let bad = || format!("invalid host {host:?}: expected NAME, NAME:PORT, IP or [IPv6]:PORT");
-    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
-        let (v6, after) = rest.split_once(']').ok_or_else(bad)?;
-        v6.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
-        match after {
-            "" => (v6, None),
-            p => (v6, Some(p.strip_prefix(':').ok_or_else(bad)?)),
-        }
-    } else if host.parse::<std::net::Ipv6Addr>().is_ok() {
-        (host, None)
-    } else {
-        match host.split_once(':') {
-            Some((n, p)) => (n, Some(p)),
-            None => (host, None),
-        }
-    };
-    if let Some(p) = port
-        && p.parse::<u16>().is_err()
-    {
-        return Err(bad());
-    }
-    if name.is_empty() || name.contains(['/', '[', ']']) || name.contains(char::is_whitespace) {
-        return Err(bad());
-    }
-    Ok(name)
-}
-
-fn headers(http: &HttpCheck, host: Option<&str>) -> Result<HeaderMap, String> {
+fn headers(http: &HttpCheck, host: Option<&str>) -> Result<HeaderMap, SetupError> {
+    let bad = |e: &dyn std::fmt::Display| SetupError::Request(e.to_string());
     let mut map = HeaderMap::new();
     if let Some(host) = host {
-        map.insert(
-            HOST,
-            HeaderValue::from_str(host).map_err(|e| e.to_string())?,
-        );
+        map.insert(HOST, HeaderValue::from_str(host).map_err(|e| bad(&e))?);
     }
     for (k, v) in &http.headers {
-        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| e.to_string())?;
-        map.append(name, HeaderValue::from_str(v).map_err(|e| e.to_string())?);
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| bad(&e))?;
+        map.append(name, HeaderValue::from_str(v).map_err(|e| bad(&e))?);
     }
     Ok(map)
 }
@@ -235,15 +210,20 @@ fn snippet(body: &[u8]) -> String {
     text.trim().replace(['\r', '\n'], " ")
 }
 
-fn describe_reqwest(e: &reqwest::Error) -> String {
+fn describe_reqwest(e: &reqwest::Error) -> ProbeFailure {
     if e.is_timeout() {
-        return "timeout".into();
+        return ProbeFailure::ClientTimeout;
     }
     // Find the I/O error underneath hyper, if any, for a precise reason.
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return describe_io(if e.is_connect() { "connect" } else { "http" }, io);
+            let stage = if e.is_connect() {
+                Stage::Connect
+            } else {
+                Stage::Http
+            };
+            return IoFailure::new(stage, io).into();
         }
         source = s.source();
     }
@@ -254,32 +234,5 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
         msg.push_str(&s.to_string());
         source = s.source();
     }
-    msg
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_name;
-
-    #[test]
-    fn host_values() {
-        assert_eq!(host_name("example.com"), Ok("example.com"));
-        assert_eq!(host_name("example.com:8443"), Ok("example.com"));
-        assert_eq!(host_name("10.0.0.1:80"), Ok("10.0.0.1"));
-        assert_eq!(host_name("[::1]:8443"), Ok("::1"));
-        assert_eq!(host_name("[::1]"), Ok("::1"));
-        assert_eq!(host_name("::1"), Ok("::1"));
-        for bad in [
-            "",
-            "example.com:abc",
-            "example.com:99999",
-            "a:b:c",
-            "[::1",
-            "[x]:1",
-            "[::1]8443",
-            "a b",
-        ] {
-            assert!(host_name(bad).is_err(), "{bad:?} accepted");
-        }
-    }
+    ProbeFailure::Http(msg)
 }

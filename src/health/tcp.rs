@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpStream;
 
-use super::{ProbeError, describe_io};
+use super::failure::{IoFailure, ProbeResult, Stage};
 
-pub async fn probe(addr: SocketAddr) -> Result<(), ProbeError> {
+pub async fn probe(addr: SocketAddr) -> ProbeResult {
     let stream = TcpStream::connect(addr)
         .await
-        .map_err(|e| ProbeError(describe_io("connect", &e)))?;
+        .map_err(|e| IoFailure::new(Stage::Connect, &e))?;
     // Close at once; we only wanted to know that the listener accepts.
     drop(stream);
     Ok(())

@@ -1,38 +1,22 @@
-//! TLS for health checks: client configurations (system roots, a CA bundle, or
-//! `insecure`), the `tls` probe (TCP connect + full handshake), certificate-expiry
-//! reporting, and precise reasons for handshake failures.
+//! TLS for health checks: client configurations (system roots, the check's CA
+//! certificates, or `insecure`), the `tls` probe (TCP connect + full handshake), and
+//! precise reasons for handshake failures.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus::Gauge;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
-use rustls_pki_types::pem::PemObject;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tracing::warn;
 
-use super::{ProbeError, describe_io};
+use super::expiry::ExpiryWatch;
+use super::failure::{IoFailure, ProbeResult, SetupError, Stage, TlsFailure};
 use crate::plan::TlsSettings;
-
-/// Reads a PEM bundle; at least one certificate must be in it.
-pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{} holds no PEM certificate", path.display()));
-    }
-    Ok(certs)
-}
 
 /// The system's trust anchors, loaded once per process.
 fn system_roots() -> Arc<RootCertStore> {
@@ -58,8 +42,8 @@ fn system_roots() -> Arc<RootCertStore> {
 /// Client configurations built during one `Engine::apply`, shared by every target with
 /// the same settings. Building one per target cost ~100 KiB and ~3 ms each (reqwest
 /// would otherwise load the system CA store for every client, even for plain http).
-/// Rebuilt per apply; a probe whose CA bundle changed is a new probe (its key holds a
-/// digest of the bundle), so a reload picks up a rotated bundle.
+/// Rebuilt per apply; a probe whose CA bundle changed is a new probe (its check holds
+/// the certificates), so a reload picks up a rotated bundle.
 #[derive(Default)]
 pub struct ConfigCache {
     built: std::collections::HashMap<(TlsSettings, bool), Arc<ClientConfig>>,
@@ -70,7 +54,7 @@ impl ConfigCache {
         &mut self,
         tls: &TlsSettings,
         alpn_http1: bool,
-    ) -> Result<Arc<ClientConfig>, String> {
+    ) -> Result<Arc<ClientConfig>, SetupError> {
         let key = (tls.clone(), alpn_http1);
         if let Some(c) = self.built.get(&key) {
             return Ok(c.clone());
@@ -100,11 +84,11 @@ pub fn plain_http_config() -> Arc<ClientConfig> {
 }
 
 /// A rustls client configuration for a check's TLS settings.
-pub fn client_config(tls: &TlsSettings, alpn_http1: bool) -> Result<Arc<ClientConfig>, String> {
+pub fn client_config(tls: &TlsSettings, alpn_http1: bool) -> Result<Arc<ClientConfig>, SetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| SetupError::Tls(e.to_string()))?;
     let mut config = if tls.insecure {
         builder
             .dangerous()
@@ -113,11 +97,15 @@ pub fn client_config(tls: &TlsSettings, alpn_http1: bool) -> Result<Arc<ClientCo
     } else {
         let roots = match &tls.ca_file {
             Some(path) => {
+                // The certificates were read with the plan; this never touches the file.
                 let mut store = RootCertStore::empty();
-                for cert in load_ca_file(path)? {
+                for cert in tls.ca_certs.iter() {
                     store
-                        .add(cert)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                        .add(cert.clone())
+                        .map_err(|e| SetupError::CaCertificate {
+                            path: path.display().to_string(),
+                            reason: e.to_string(),
+                        })?;
                 }
                 Arc::new(store)
             }
@@ -182,22 +170,22 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 }
 
 /// A precise reason for a failed handshake.
-pub fn describe_tls(e: &rustls::Error, name: &str) -> String {
+pub fn describe_tls(e: &rustls::Error, name: &str) -> TlsFailure {
     use CertificateError as C;
     match e {
         rustls::Error::InvalidCertificate(c) => match c {
-            C::Expired | C::ExpiredContext { .. } => "tls certificate expired".into(),
-            C::NotValidYet | C::NotValidYetContext { .. } => "tls certificate not valid yet".into(),
+            C::Expired | C::ExpiredContext { .. } => TlsFailure::Expired,
+            C::NotValidYet | C::NotValidYetContext { .. } => TlsFailure::NotValidYet,
             C::NotValidForName | C::NotValidForNameContext { .. } => {
-                format!("tls certificate not valid for {name}")
+                TlsFailure::WrongName(name.to_string())
             }
-            C::UnknownIssuer => "tls certificate from an unknown issuer".into(),
-            C::BadSignature => "tls certificate has a bad signature".into(),
-            C::Revoked => "tls certificate revoked".into(),
-            other => format!("tls certificate rejected: {other:?}"),
+            C::UnknownIssuer => TlsFailure::UnknownIssuer,
+            C::BadSignature => TlsFailure::BadSignature,
+            C::Revoked => TlsFailure::Revoked,
+            other => TlsFailure::Rejected(format!("{other:?}")),
         },
-        rustls::Error::AlertReceived(alert) => format!("tls alert from server: {alert:?}"),
-        other => format!("tls handshake: {other}"),
+        rustls::Error::AlertReceived(alert) => TlsFailure::Alert(format!("{alert:?}")),
+        other => TlsFailure::Handshake(other.to_string()),
     }
 }
 
@@ -226,59 +214,6 @@ pub fn tls_error_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a 
     None
 }
 
-/// Reports certificates that expire within a window: a gauge with the expiry time,
-/// and one log line when a target enters the window (not one per probe).
-pub struct ExpiryWatch {
-    pub label: String,
-    pub window: Duration,
-    pub gauge: Gauge,
-    warned: AtomicBool,
-}
-
-impl ExpiryWatch {
-    pub fn new(label: String, window: Duration, gauge: Gauge) -> Self {
-        ExpiryWatch {
-            label,
-            window,
-            gauge,
-            warned: AtomicBool::new(false),
-        }
-    }
-
-    /// Looks at the leaf certificate of a successful handshake.
-    pub fn observe(&self, leaf_der: &[u8]) {
-        let Some(not_after) = not_after_unix(leaf_der) else {
-            return;
-        };
-        self.gauge.set(not_after as f64);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let left = not_after - now;
-        let soon = left < self.window.as_secs() as i64;
-        if soon && !self.warned.swap(true, Ordering::Relaxed) {
-            warn!(
-                "target {}: tls certificate expires in {} (within the {}-day warning window); the check still passes",
-                self.label,
-                human_left(left),
-                self.window.as_secs() / 86_400
-            );
-        } else if !soon {
-            self.warned.store(false, Ordering::Relaxed);
-        }
-    }
-}
-
-fn human_left(secs: i64) -> String {
-    if secs < 0 {
-        "0s (already expired)".into()
-    } else if secs >= 86_400 {
-        format!("{}d {}h", secs / 86_400, (secs % 86_400) / 3600)
-    } else {
-        format!("{}h {}m", secs / 3600, (secs % 3600) / 60)
-    }
-}
-
 /// The `tls` probe: connect, handshake (with verification), done.
 pub struct TlsProbe {
     addr: SocketAddr,
@@ -295,7 +230,7 @@ impl TlsProbe {
         sni: Option<&str>,
         expiry: ExpiryWatch,
         configs: &mut ConfigCache,
-    ) -> Result<TlsProbe, String> {
+    ) -> Result<TlsProbe, SetupError> {
         let (name, name_text) = server_name(addr, sni)?;
         Ok(TlsProbe {
             addr,
@@ -306,19 +241,17 @@ impl TlsProbe {
         })
     }
 
-    pub async fn probe(&self) -> Result<(), ProbeError> {
+    pub async fn probe(&self) -> ProbeResult {
         let tcp = TcpStream::connect(self.addr)
             .await
-            .map_err(|e| ProbeError(describe_io("connect", &e)))?;
+            .map_err(|e| IoFailure::new(Stage::Connect, &e))?;
         let tls = self
             .connector
             .connect(self.name.clone(), tcp)
             .await
-            .map_err(|e| {
-                ProbeError(match tls_error_in(&e) {
-                    Some(t) => describe_tls(t, &self.name_text),
-                    None => describe_io("tls handshake", &e),
-                })
+            .map_err(|e| match tls_error_in(&e) {
+                Some(t) => describe_tls(t, &self.name_text).into(),
+                None => super::ProbeFailure::from(IoFailure::new(Stage::TlsHandshake, &e)),
             })?;
         if let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
             self.expiry.observe(leaf);
@@ -332,119 +265,17 @@ impl TlsProbe {
 pub fn server_name(
     addr: SocketAddr,
     sni: Option<&str>,
-) -> Result<(ServerName<'static>, String), String> {
+) -> Result<(ServerName<'static>, String), SetupError> {
     match sni {
         Some(n) => ServerName::try_from(n.to_string())
             .map(|s| (s, n.to_string()))
-            .map_err(|e| format!("invalid server name {n:?}: {e}")),
+            .map_err(|e| SetupError::ServerName {
+                name: n.to_string(),
+                reason: e.to_string(),
+            }),
         None => Ok((
             ServerName::IpAddress(addr.ip().into()),
             addr.ip().to_string(),
         )),
-    }
-}
-
-// ---- the certificate's notAfter, read from DER without an X.509 library -------------
-
-/// Reads one DER TLV at `p`: (tag, content range, next position).
-fn tlv(d: &[u8], p: usize) -> Option<(u8, std::ops::Range<usize>, usize)> {
-    let tag = *d.get(p)?;
-    let first = *d.get(p + 1)? as usize;
-    let (len, hdr) = if first < 0x80 {
-        (first, 2)
-    } else {
-        let n = first & 0x7f;
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let mut len = 0usize;
-        for i in 0..n {
-            len = (len << 8) | *d.get(p + 2 + i)? as usize;
-        }
-        (len, 2 + n)
-    };
-    let start = p + hdr;
-    let end = start.checked_add(len)?;
-    (end <= d.len()).then_some((tag, start..end, end))
-}
-
-/// `Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
-/// serialNumber, signature, issuer, validity SEQUENCE { notBefore, notAfter }, ... } }`
-/// (RFC 5280 §4.1). Returns notAfter as Unix seconds.
-pub fn not_after_unix(der: &[u8]) -> Option<i64> {
-    let (t, cert, _) = tlv(der, 0)?;
-    if t != 0x30 {
-        return None;
-    }
-    let (t, tbs, _) = tlv(der, cert.start)?;
-    if t != 0x30 {
-        return None;
-    }
-    let mut p = tbs.start;
-    let (t, _, next) = tlv(der, p)?;
-    if t == 0xa0 {
-        p = next; // explicit version
-    }
-    for _ in 0..3 {
-        p = tlv(der, p)?.2; // serialNumber, signature, issuer
-    }
-    let (t, validity, _) = tlv(der, p)?;
-    if t != 0x30 {
-        return None;
-    }
-    let (_, _, after_before) = tlv(der, validity.start)?;
-    let (t, na, _) = tlv(der, after_before)?;
-    parse_time(t, std::str::from_utf8(&der[na]).ok()?)
-}
-
-/// UTCTime (tag 0x17, `YYMMDDHHMMSSZ`) or GeneralizedTime (0x18, `YYYYMMDDHHMMSSZ`).
-fn parse_time(tag: u8, s: &str) -> Option<i64> {
-    let s = s.strip_suffix('Z')?;
-    let (year, rest) = match tag {
-        0x17 => {
-            let yy: i64 = s.get(0..2)?.parse().ok()?;
-            // RFC 5280 §4.1.2.5.1: 50-99 are 19xx, 00-49 are 20xx.
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, s.get(2..)?)
-        }
-        0x18 => (s.get(0..4)?.parse().ok()?, s.get(4..)?),
-        _ => return None,
-    };
-    let num = |r: std::ops::Range<usize>| -> Option<i64> { rest.get(r)?.parse().ok() };
-    let (mo, d, h, mi, se) = (num(0..2)?, num(2..4)?, num(4..6)?, num(6..8)?, num(8..10)?);
-    Some(days_from_civil(year, mo, d) * 86_400 + h * 3600 + mi * 60 + se)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_days() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(parse_time(0x17, "491231235959Z"), Some(2_524_607_999));
-        assert_eq!(parse_time(0x18, "20380119031408Z"), Some(2_147_483_648));
-    }
-
-    #[test]
-    fn reads_not_after_from_a_generated_certificate() {
-        let mut params = rcgen::CertificateParams::new(vec!["a.test".into()]).unwrap();
-        params.not_after = rcgen::date_time_ymd(2031, 5, 6);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let expect = days_from_civil(2031, 5, 6) * 86_400;
-        assert_eq!(not_after_unix(cert.der()), Some(expect));
-        assert_eq!(not_after_unix(&cert.der()[..40]), None);
     }
 }

@@ -15,7 +15,10 @@ use prometheus::{
 
 use crate::plan::{EndpointId, Plan, ServiceId};
 
+mod probe;
 mod query;
+
+pub use probe::{ProbeOutcome, ProbeRecorder};
 
 pub use query::{PROTOS, PlanMetrics, Transport};
 

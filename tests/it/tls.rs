@@ -4,6 +4,7 @@
 //! routing and the User-Agent. Probe targets live on 127.0.0.181-127.0.0.199; answer
 //! addresses are documentation addresses (192.0.2.x), handed out and never contacted.
 
+use crate::common::paused;
 use crate::common::tls::*;
 use crate::common::*;
 
@@ -629,4 +630,75 @@ fn user_agent_is_sent() {
         dflt.iter().all(|u| u.as_deref() == Some("fleet/2")),
         "{dflt:?}"
     );
+}
+
+/// 6. (in process, paused clock) The CA bundle is read once per config load, never by
+///    a probe: rewriting the file changes nothing until the next load, which then makes
+///    a new probe with the new trust anchors (starting from the old verdict); loading
+///    an unchanged bundle keeps the running probe.
+#[test]
+fn rotated_ca_bundle_takes_effect_at_the_next_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_ca = Ca::new("gslb rotation CA 1");
+    let new_ca = Ca::new("gslb rotation CA 2");
+    let ca_file = old_ca.write_pem(dir.path(), "ca.pem");
+    let srv = Server::https(
+        "127.0.0.194",
+        &old_ca.issue(&["gw.test"], Validity::current()),
+        always(500, "unexpected request"),
+    );
+    let cfg = format!(
+        "{ZONE}\n{}{}{}",
+        gateway("gw", "192.0.2.194", srv.addr),
+        check(
+            "ca",
+            &format!(
+                "kind = \"tls\"\nsni = \"gw.test\"\nca_file = \"{}\"\njitter = \"0s\"\n",
+                ca_file.display()
+            )
+        ),
+        service("rot.gslb.test", "ca", "gw", ""),
+    );
+    let l = label("gw", srv.addr, "ca");
+    paused::run(|logs| async move {
+        let mut p = paused::Probed::start(&cfg);
+        p.round(0, &[0], 1).await;
+        assert_eq!(p.states[0].detail().last, Some(Ok(())));
+
+        // The file now holds another CA; the running probe keeps what was loaded.
+        new_ca.write_pem(dir.path(), "ca.pem");
+        p.round(500, &[0], 2).await;
+        assert_eq!(p.states[0].detail().last, Some(Ok(())));
+
+        // The next load reads it: a new probe, UP as the old one was, which fails.
+        let old = p.reload(&cfg);
+        assert!(!Arc::ptr_eq(&old[0], &p.states[0]));
+        assert!(p.up(0));
+        p.round(500, &[0], 1).await;
+        let reason = p.states[0].detail().last.unwrap().unwrap_err();
+        assert_eq!(reason.to_string(), "tls certificate from an unknown issuer");
+        assert!(p.up(0), "fall = 2");
+        p.round(1000, &[0], 2).await;
+        assert!(!p.up(0));
+        let text = logs.text();
+        let down = down_line(
+            &l,
+            "tls certificate from an unknown issuer",
+            "rot.gslb.test",
+        );
+        assert!(text.contains(&down), "{text}");
+
+        // The same bundle loaded again: the same probe goes on.
+        let old = p.reload(&cfg);
+        assert!(Arc::ptr_eq(&old[0], &p.states[0]));
+        // Two handshakes completed, two were rejected (the server records them in its
+        // own thread, maybe after the probe is done); the server saw no request.
+        paused::until("handshakes recorded", || {
+            srv.handshakes().len() + srv.failed_handshakes().len() >= 4
+        })
+        .await;
+        assert_eq!(srv.handshakes().len(), 2);
+        assert_eq!(srv.failed_handshakes().len(), 2);
+        assert!(srv.requests().is_empty());
+    });
 }

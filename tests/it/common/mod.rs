@@ -3,6 +3,7 @@
 //! sockets), and run real HTTP and TCP targets for its health checks.
 #![allow(dead_code)]
 
+pub mod paused;
 pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};

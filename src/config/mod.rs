@@ -2,9 +2,11 @@
 //! validation that turns a file into a `Plan` (`compile`). Every error names the file,
 //! line and column it is about, so `gslb check` reads like a compiler.
 
+mod check;
 pub mod compile;
 pub mod duration;
 pub mod schema;
+mod settings;
 mod zone;
 
 use std::fmt;

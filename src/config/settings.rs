@@ -1,0 +1,160 @@
+//! The `[server]`, `[admin]` and `[[region]]` tables, compiled into the plan's
+//! settings and regions.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use super::compile::nonempty;
+use super::schema;
+use super::{ConfigError, Locator};
+use crate::plan::{AdminSettings, Net, Region, RegionId, ServerSettings};
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+pub(super) fn compile_regions(
+    loc: &Locator<'_>,
+    defs: &[schema::RegionDef],
+) -> Result<Vec<Region>> {
+    let mut names: HashMap<String, RegionId> = HashMap::new();
+    for (i, r) in defs.iter().enumerate() {
+        let name = nonempty(loc, &r.name, "region name")?;
+        if names.insert(name.clone(), RegionId(i)).is_some() {
+            return Err(loc.error(r.name.span(), format!("duplicate region name {name:?}")));
+        }
+    }
+    let mut seen: HashMap<Net, String> = HashMap::new();
+    let mut out = Vec::with_capacity(defs.len());
+    for (i, r) in defs.iter().enumerate() {
+        let name = r.name.get_ref().trim().to_string();
+        let mut networks = Vec::new();
+        for n in &r.networks {
+            let net = Net::parse(n.get_ref())
+                .map_err(|e| loc.error(n.span(), format!("invalid network: {e}")))?;
+            if let Some(other) = seen.insert(net, name.clone()) {
+                return Err(loc.error(
+                    n.span(),
+                    format!("network {net} is already in region {other:?}"),
+                ));
+            }
+            networks.push(net);
+        }
+        let mut fallback = Vec::new();
+        for f in &r.fallback {
+            let j = *names
+                .get(f.get_ref().trim())
+                .ok_or_else(|| loc.error(f.span(), format!("unknown region {:?}", f.get_ref())))?;
+            if j == RegionId(i) || fallback.contains(&j) {
+                return Err(loc.error(
+                    f.span(),
+                    format!("region {:?} repeats in the chain", f.get_ref()),
+                ));
+            }
+            fallback.push(j);
+        }
+        out.push(Region {
+            name,
+            networks,
+            fallback,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn compile_server(loc: &Locator<'_>, s: &schema::ServerDef) -> Result<ServerSettings> {
+    let mut listen = Vec::new();
+    for l in &s.listen {
+        let addr = SocketAddr::from_str(l.get_ref()).map_err(|_| {
+            loc.error(
+                l.span(),
+                format!("invalid listen address {:?}: expected ip:port", l.get_ref()),
+            )
+        })?;
+        listen.push(addr);
+    }
+    if *s.max_udp_payload.get_ref() < 512 {
+        return Err(loc.error(
+            s.max_udp_payload.span(),
+            "max_udp_payload must be at least 512",
+        ));
+    }
+    Ok(ServerSettings {
+        listen,
+        udp_sockets: s.udp_sockets,
+        max_udp_payload: *s.max_udp_payload.get_ref(),
+        tcp_idle_timeout: s.tcp_idle_timeout.0,
+        tcp_max_connections: s.tcp_max_connections.max(1),
+        grace_period: s.grace_period.0,
+    })
+}
+
+pub(super) fn compile_admin(loc: &Locator<'_>, a: &schema::AdminDef) -> Result<AdminSettings> {
+    let listen = SocketAddr::from_str(a.listen.get_ref()).map_err(|_| {
+        loc.error(
+            a.listen.span(),
+            format!(
+                "invalid admin listen address {:?}: expected ip:port",
+                a.listen.get_ref()
+            ),
+        )
+    })?;
+    let relative = |f: &str| {
+        let p = std::path::Path::new(f);
+        if p.is_relative() {
+            loc.file_path()
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(p)
+        } else {
+            p.to_path_buf()
+        }
+    };
+    let token = match (&a.token, &a.token_file) {
+        (Some(_), Some(f)) => {
+            return Err(loc.error(f.span(), "give token or token_file, not both"));
+        }
+        (Some(t), None) => Some((t.get_ref().trim().to_string(), t.span())),
+        (None, Some(f)) => {
+            let path = relative(f.get_ref());
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                loc.error(
+                    f.span(),
+                    format!("cannot read token_file {}: {e}", path.display()),
+                )
+            })?;
+            Some((
+                text.lines().next().unwrap_or("").trim().to_string(),
+                f.span(),
+            ))
+        }
+        (None, None) => None,
+    };
+    let token = match token {
+        Some((t, _)) if t.is_empty() => None,
+        Some((t, span)) if t.len() < 16 => {
+            return Err(loc.error(
+                span,
+                format!(
+                    "the admin token must be at least 16 bytes (it has {})",
+                    t.len()
+                ),
+            ));
+        }
+        Some((t, _)) => Some(t),
+        None => None,
+    };
+    if !listen.ip().is_loopback() && token.is_none() {
+        return Err(loc.error(
+            a.listen.span(),
+            "an admin listener that is not on loopback needs a token (mutating calls require it)",
+        ));
+    }
+    let state_file = a.state_file.as_deref().map(relative);
+    Ok(AdminSettings {
+        listen,
+        token,
+        hosts: a.hosts.iter().map(|h| h.trim().to_string()).collect(),
+        state_file,
+        ready_deadline: a.ready_deadline.0,
+    })
+}

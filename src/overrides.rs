@@ -167,16 +167,46 @@ impl Overrides {
         }
     }
 
-    /// Saves atomically: write a temporary file beside it, fsync, rename.
+    /// Saves atomically: write a temporary file of its own beside it (a name no
+    /// `state_file` can have, so it never truncates the real one), fsync it, rename it
+    /// over the file, and fsync the directory so that the rename itself survives a
+    /// crash.
     pub fn save(&self, path: &Path) -> io::Result<()> {
         use std::io::Write;
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(serde_json::to_string_pretty(self)?.as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SAVES: AtomicU64 = AtomicU64::new(0);
+        let tmp = temp_path(path, SAVES.fetch_add(1, Ordering::Relaxed))?;
+        let written = (|| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
+            f.write_all(serde_json::to_string_pretty(self)?.as_bytes())?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)?.sync_all()
     }
+}
+
+/// The temporary file save `n` of this process writes before renaming it to `path`:
+/// beside it, and never `path` itself whatever it is called.
+fn temp_path(path: &Path, n: u64) -> io::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let mut tmp = name.to_os_string();
+    tmp.push(format!(".{}.{n}.partial", std::process::id()));
+    Ok(path.with_file_name(tmp))
 }
 
 #[cfg(test)]
@@ -212,5 +242,41 @@ mod tests {
         );
         o.save(&path).unwrap();
         assert_eq!(Overrides::load(&path).unwrap(), o);
+        // Saved again over itself; nothing but the file is left in the directory.
+        o.save(&path).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+
+    /// A state file named like a temporary file is not written in place by its save
+    /// (a crash mid-write would lose it): the temporary file is another one beside it.
+    #[test]
+    fn a_tmp_named_state_file_survives_its_save() {
+        for p in ["x.tmp", "state.json", "/var/lib/gslb/state", "a.partial"] {
+            let p = Path::new(p);
+            let t = temp_path(p, 0).unwrap();
+            assert_ne!(t, p);
+            assert_eq!(t.parent(), p.parent());
+            assert_ne!(temp_path(p, 1).unwrap(), t);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.tmp");
+        let mut o = Overrides::default();
+        o.set(&Scope::Gateway("a".into()), Some(AdminState::Drain));
+        o.save(&path).unwrap();
+        o.set(&Scope::Gateway("b".into()), Some(AdminState::Drain));
+        o.save(&path).unwrap();
+        assert_eq!(Overrides::load(&path).unwrap(), o);
+    }
+
+    #[test]
+    fn a_failed_save_leaves_no_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone").join("state.json");
+        assert!(Overrides::default().save(&path).is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

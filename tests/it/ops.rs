@@ -1128,6 +1128,54 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
     assert!(ok, "loopback needs no token: {out}");
 }
 
+/// An override that cannot be saved to `state_file` is refused (500, with the reason)
+/// and changes nothing: it would be lost at the next restart. Once the file can be
+/// written again, the same call succeeds and is on disk.
+#[test]
+fn an_override_that_cannot_be_saved_is_refused() {
+    let cfg = format!(
+        r#"[admin]
+listen = "127.0.0.1:0"
+state_file = "gone/state.json"
+{ZONE}
+[[gateway]]
+name = "a"
+addresses = ["192.0.2.1"]
+[[gateway]]
+name = "b"
+addresses = ["192.0.2.2"]
+[[service]]
+name = "app.gslb.test"
+answers = 2
+endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
+"#
+    );
+    let g = Gslb::start(&cfg);
+    let admin = g.admin.unwrap();
+    let r = post(admin, "/v1/drain?gateway=a");
+    assert_eq!(r.status, 500, "{r:?}");
+    let why = r.json()["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        why.contains("cannot save state file") && why.contains("nothing changed"),
+        "{why}"
+    );
+    assert_eq!(
+        state(&g)["overrides"],
+        json!({"gateways": {}, "endpoints": {}})
+    );
+    assert_answers(&g, "app.gslb.test", &["192.0.2.1", "192.0.2.2"], 5);
+    assert!(g.logs().contains("cannot save state file"), "{}", g.logs());
+
+    std::fs::create_dir(g.dir.path().join("gone")).unwrap();
+    post_ok(admin, "/v1/drain?gateway=a");
+    assert_answers(&g, "app.gslb.test", &["192.0.2.2"], 5);
+    let saved: Value = serde_json::from_str(
+        &std::fs::read_to_string(g.dir.path().join("gone/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved, json!({"gateways": {"a": "drain"}, "endpoints": {}}));
+}
+
 /// The config of the reload-under-load test. `version` picks the TTL and the name of
 /// a static record; `broken` adds a syntax error (1) or an unknown key (2). Returns the
 /// text and the 1-based line of the error.

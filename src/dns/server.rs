@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::handler::Handler;
-use super::wire::formerr_reply;
+use super::wire::{formerr_reply, opt_framing_ok};
 
 /// Sockets bound for one configuration, before any task runs on them.
 pub struct Sockets {
@@ -172,14 +172,21 @@ fn answer(
     proto: Protocol,
     out: &mut Vec<u8>,
 ) -> bool {
-    match Request::from_bytes(raw.to_vec(), src, proto) {
+    // Badly framed EDNS options never reach hickory's parser, which logs every byte it
+    // collected from them at WARN: one packet could write hundreds of kilobytes.
+    let parsed = if opt_framing_ok(raw) {
+        Request::from_bytes(raw.to_vec(), src, proto).map_err(|e| e.to_string())
+    } else {
+        Err("EDNS options overrun the OPT record".to_string())
+    };
+    match parsed {
         Ok(req) => handler.respond(&req, proto, out).is_some(),
         Err(e) => {
             handler.count_malformed(proto);
             let Some(h) = formerr_reply(raw) else {
                 return false;
             };
-            debug!(error = %e, %src, "malformed query: FORMERR");
+            debug!(error = %e.chars().take(200).collect::<String>(), %src, "malformed query: FORMERR");
             out.clear();
             out.extend_from_slice(&h);
             true

@@ -16,6 +16,53 @@ pub(super) struct Sections<'a> {
     pub additionals: &'a [&'a Record],
 }
 
+/// The OPT record's RDATA as sent, from the raw message (which hickory has parsed,
+/// so it is well-formed up to the additional section); `None` without an OPT record.
+fn opt_rdata(raw: &[u8]) -> Option<&[u8]> {
+    let u16_at = |i: usize| Some(u16::from_be_bytes([*raw.get(i)?, *raw.get(i + 1)?]) as usize);
+    let skip_name = |mut i: usize| -> Option<usize> {
+        loop {
+            let len = *raw.get(i)? as usize;
+            match len {
+                0 => return Some(i + 1),
+                l if l & 0xc0 == 0xc0 => return Some(i + 2),
+                l => i += 1 + l,
+            }
+        }
+    };
+    let mut pos = 12;
+    for _ in 0..u16_at(4)? {
+        pos = skip_name(pos)? + 4;
+    }
+    let records = u16_at(6)? + u16_at(8)? + u16_at(10)?;
+    for _ in 0..records {
+        let rdata = skip_name(pos)? + 10;
+        let rdlen = u16_at(rdata - 2)?;
+        if u16_at(rdata - 10)? == 41 {
+            return raw.get(rdata..rdata + rdlen);
+        }
+        pos = rdata + rdlen;
+    }
+    None
+}
+
+/// Whether the OPT record's options tile its RDATA exactly (RFC 6891 §6.1.2: each is
+/// code, length, then that many octets). hickory drops badly framed options, logging
+/// every byte it collected; we answer FORMERR instead, before anything reads them.
+pub(super) fn opt_framing_ok(raw: &[u8]) -> bool {
+    let Some(rdata) = opt_rdata(raw) else {
+        return true;
+    };
+    let mut o = 0;
+    while o < rdata.len() {
+        let Some(len) = rdata.get(o + 2..o + 4) else {
+            return false;
+        };
+        o += 4 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+    }
+    o == rdata.len()
+}
+
 /// The number of ADDRESS octets of the first ECS option as sent, from the raw message
 /// (which hickory has already parsed, so it is well-formed up to the options).
 pub(super) fn ecs_address_octets(raw: &[u8]) -> Option<usize> {

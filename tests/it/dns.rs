@@ -757,6 +757,69 @@ fn unknown_opcodes_are_notimp() {
     }
 }
 
+/// A query for app.gslb.test whose OPT RDATA is `options` verbatim.
+fn query_with_opt_rdata(id: u16, options: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&id.to_be_bytes());
+    b.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1]); // RD; QD=1, AR=1
+    for label in ["app", "gslb", "test"] {
+        b.push(label.len() as u8);
+        b.extend_from_slice(label.as_bytes());
+    }
+    b.extend_from_slice(&[0, 0, 1, 0, 1]); // root, A, IN
+    b.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]); // ".", OPT, 1232, ttl 0
+    b.extend_from_slice(&(options.len() as u16).to_be_bytes());
+    b.extend_from_slice(options);
+    b
+}
+
+/// Issue 9, defect 1: option framing that runs past the OPT RDATA (an ECS option that
+/// claims 2000 bytes and carries 1300, or an RDATA of just `00 08`) is FORMERR, and the
+/// packet costs the log next to nothing (hickory-proto logged every collected byte at
+/// WARN: kilobytes per packet). A well-framed OPT still answers NOERROR.
+#[test]
+fn broken_opt_option_framing_is_formerr_and_barely_logged() {
+    let g = start();
+    let mut long = vec![0, 8, 0x07, 0xd0, 0, 1, 24, 0];
+    long.resize(8 + 1300, 0);
+    // An unknown option code: hickory collects its bytes before finding them short.
+    let mut unknown = vec![0xfd, 0xe9, 0x07, 0xd0];
+    unknown.resize(4 + 1300, 0);
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("ECS option longer than the RDATA", long),
+        ("unknown option longer than the RDATA", unknown),
+        ("two bytes of an option header", vec![0, 8]),
+        ("ECS header cut short", vec![0, 8, 0, 4, 0]),
+    ];
+    let before = g.logs().len();
+    let mut rcodes = Vec::new();
+    for (what, opt) in &cases {
+        for t in BOTH {
+            let reply = raw_exchange(g.addr, &query_with_opt_rdata(0x4242, opt), t);
+            assert_eq!(&reply[..2], &[0x42, 0x42], "{what} {t:?}");
+            rcodes.push((*what, t, reply[3] & 0x0f));
+        }
+    }
+    // Fine framing: a zero-length unknown option.
+    let ok = raw_exchange(
+        g.addr,
+        &query_with_opt_rdata(7, &[0xff, 0x01, 0, 0]),
+        Transport::Udp,
+    );
+    assert_eq!(ok[3] & 0x0f, 0, "{ok:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    let logs = g.logs()[before..].to_string();
+    let longest = logs.lines().map(str::len).max().unwrap_or(0);
+    assert!(
+        longest < 400 && !logs.contains("collected") && !logs.contains("hickory_proto"),
+        "the log after eight malformed queries (longest line {longest} bytes):\n{}",
+        logs.chars().take(3000).collect::<String>()
+    );
+    for (what, t, rcode) in rcodes {
+        assert_eq!(rcode, 1, "{what} over {t:?}: want FORMERR");
+    }
+}
+
 #[test]
 fn two_questions_are_formerr() {
     let g = start();

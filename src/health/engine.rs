@@ -97,8 +97,10 @@ impl Engine {
                 continue;
             }
             let lineage = (key.addr, key.check.name.clone(), key.host.clone());
-            let up = was_up.get(&lineage).copied().unwrap_or(true);
-            let state = Arc::new(TargetState::new(up));
+            let state = Arc::new(match was_up.get(&lineage) {
+                Some(&up) => TargetState::inherited(up),
+                None => TargetState::new(true),
+            });
             let task = self.start(plan, t, &key, &state, &mut configs);
             states.push(state.clone());
             next.insert(key, Running { state, task });

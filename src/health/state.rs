@@ -26,14 +26,30 @@ pub struct Detail {
 pub struct TargetState {
     up: AtomicBool,
     first_done: AtomicBool,
+    /// `up` came from earlier probes (a changed check inheriting its predecessor's
+    /// verdict), so hysteresis applies from the first result; otherwise the first
+    /// result sets it.
+    inherited: bool,
     detail: Mutex<Detail>,
 }
 
 impl TargetState {
+    /// A target nobody has probed: provisionally UP (answers are served as if healthy
+    /// until its first result, and `/readyz` says not ready), then set by that result.
     pub(super) fn new(up: bool) -> Self {
+        TargetState::with_origin(up, false)
+    }
+
+    /// A verdict carried over from the probes of a check that changed.
+    pub(super) fn inherited(up: bool) -> Self {
+        TargetState::with_origin(up, true)
+    }
+
+    fn with_origin(up: bool, inherited: bool) -> Self {
         TargetState {
             up: AtomicBool::new(up),
             first_done: AtomicBool::new(false),
+            inherited,
             detail: Mutex::new(Detail {
                 changed_at: Some(SystemTime::now()),
                 ..Detail::default()
@@ -76,6 +92,11 @@ impl TargetState {
     /// The hysteresis verdict. Endpoints start UP until probes say otherwise.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
+    }
+
+    /// Whether the verdict rests on probes, earlier ones included.
+    pub(super) fn settled(&self) -> bool {
+        self.inherited || self.probed()
     }
 
     /// Whether at least one probe has completed.

@@ -49,7 +49,13 @@ pub(super) async fn run_target(ctx: TaskCtx, prober: Prober) {
     };
     let mut schedule = Schedule::new(ctx.started, phase, check.interval);
     let timing = Timing::new(check);
-    let mut hyst = Hysteresis::new(ctx.state.is_up(), check.rise, check.fall);
+    // A target no probe has judged yet is set by its first result; a verdict from
+    // earlier probes (a changed check inherits its predecessor's) keeps its hysteresis.
+    let mut hyst = if ctx.state.settled() {
+        Hysteresis::new(ctx.state.is_up(), check.rise, check.fall)
+    } else {
+        Hysteresis::unprobed(ctx.state.is_up(), check.rise, check.fall)
+    };
     loop {
         tokio::time::sleep_until(schedule.due()).await;
         let scheduled = schedule.take(Instant::now());

@@ -744,6 +744,51 @@ fn paused_http_503_flips_on_the_exact_probe() {
     });
 }
 
+/// A target's first result sets its state (issue 10): with fall = 3, a gateway that
+/// answers 503 from the start is DOWN after its first probe, not its third, and one that
+/// answers 200 stays UP; hysteresis applies from then on (one failed probe of the
+/// healthy one does not flip it).
+#[test]
+fn paused_first_result_sets_the_state() {
+    let a = HttpTarget::start("127.0.0.48", Reply::no_upstreams());
+    let b = HttpTarget::start("127.0.0.49", Reply::ok());
+    let cfg = two_gateways(
+        "first.gslb.test",
+        a.addr,
+        b.addr,
+        "kind = \"http\"\npath = \"/hc\"\ninterval = \"500ms\"\ntimeout = \"200ms\"\nrise = 3\nfall = 3",
+    );
+    paused::run(|logs| async move {
+        let p = Probed::start(&cfg);
+        let (ta, tb) = (p.target(a.addr, "hc"), p.target(b.addr, "hc"));
+        let both = [ta, tb];
+        p.round(0, &both, 1).await;
+        assert!(!p.up(ta), "a never reachable, yet UP after its first probe");
+        assert!(p.up(tb));
+        assert_eq!(p.transitions("hc", "down"), 1);
+        let text = logs.text();
+        assert!(
+            text.contains(&format!("target a {} (check hc) is now DOWN", a.addr)),
+            "{text}"
+        );
+        // From the second probe on, hysteresis: one failure of b moves nothing.
+        b.set(Reply::no_upstreams());
+        p.round(500, &both, 2).await;
+        assert!(p.up(tb));
+        assert!(!p.up(ta));
+        b.set(Reply::ok());
+        p.round(1000, &both, 3).await;
+        assert!(p.up(tb));
+        // And a needs `rise` passing probes to come back.
+        a.set(Reply::ok());
+        p.round(1500, &both, 4).await;
+        p.round(2000, &both, 5).await;
+        assert!(!p.up(ta));
+        p.round(2500, &both, 6).await;
+        assert!(p.up(ta));
+    });
+}
+
 /// 3. A 503 seen by exactly one probe (shorter than one interval) does not take the
 ///    endpoint out when fall = 2: the probe that saw it failed, the following ones
 ///    passed, nothing flipped, and the target was UP at every probe.
@@ -967,7 +1012,8 @@ fn paused_hung_target_times_out_exactly() {
         let reason = d.last.unwrap().unwrap_err();
         assert_eq!(reason.to_string(), "timeout after 200ms");
         assert_eq!(d.last_duration, Some(Duration::from_millis(200)));
-        assert!(p.up(th), "fall = 2");
+        // Never reachable: its first result sets it DOWN, whatever fall says.
+        assert!(!p.up(th), "a target that never answered is DOWN after its first probe");
         assert_eq!(p.outcome("hc", "timeout"), 1);
 
         // 1000 ms: the healthy target is probed on time although the hung one hangs again.

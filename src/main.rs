@@ -124,6 +124,22 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Check { config: path } => {
             let plan = config::load(&path)?;
+            if let Some(state) = plan.admin.as_ref().and_then(|a| a.state_file.as_ref()) {
+                use gslb::overrides::{Overrides, StateFileError};
+                match Overrides::load(state) {
+                    Ok(_) => {}
+                    Err(StateFileError::Parse { line, column, why }) => {
+                        anyhow::bail!("{}:{line}:{column}: state file: {why}", state.display())
+                    }
+                    Err(e) => anyhow::bail!("{}: state file: {e}", state.display()),
+                }
+                if let Err(e) = Overrides::check_writable(state) {
+                    eprintln!(
+                        "gslb: warning: state_file {} cannot be written ({e}): drains and forced states would be refused",
+                        state.display()
+                    );
+                }
+            }
             println!(
                 "{}: ok ({} zones, {} gateways, {} checks, {} services, {} probe targets)",
                 path.display(),

@@ -14,6 +14,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::Plan;
 
+/// Why the state file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum StateFileError {
+    #[error("{0}")]
+    Read(io::Error),
+    #[error(
+        "the file is empty, not a state file (restore it, or delete it to start without overrides)"
+    )]
+    Empty,
+    /// `line` and `column` are 1-based, as serde_json counts them.
+    #[error("{line}:{column}: {why} (restore it, or delete it to start without overrides)")]
+    Parse {
+        line: usize,
+        column: usize,
+        why: String,
+    },
+}
+
 /// Why an override call was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OverrideError {
@@ -153,18 +171,34 @@ impl Overrides {
             .copied()
     }
 
-    /// Loads the state file; a missing file is no overrides.
-    pub fn load(path: &Path) -> io::Result<Overrides> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: {e}", path.display()),
-                )
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Overrides::default()),
-            Err(e) => Err(e),
+    /// Loads the state file; a missing file is no overrides. Anything else that is
+    /// not a state file this version wrote (empty, corrupt, unknown keys from a newer
+    /// version) is an error: starting without the drains it holds would send traffic
+    /// to gateways under maintenance.
+    pub fn load(path: &Path) -> Result<Overrides, StateFileError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Overrides::default()),
+            Err(e) => return Err(StateFileError::Read(e)),
+        };
+        if text.trim().is_empty() {
+            return Err(StateFileError::Empty);
         }
+        serde_json::from_str(&text).map_err(|e| StateFileError::Parse {
+            line: e.line(),
+            column: e.column(),
+            why: e.to_string(),
+        })
+    }
+
+    /// Whether a save to `path` could work: its directory exists and takes a new file.
+    pub fn check_writable(path: &Path) -> io::Result<()> {
+        let probe = temp_path(path, u64::MAX)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)?;
+        std::fs::remove_file(&probe)
     }
 
     /// Saves atomically: write a temporary file of its own beside it (a name no
@@ -270,6 +304,33 @@ mod tests {
         o.set(&Scope::Gateway("b".into()), Some(AdminState::Drain));
         o.save(&path).unwrap();
         assert_eq!(Overrides::load(&path).unwrap(), o);
+    }
+
+    #[test]
+    fn unreadable_state_files_are_errors_with_a_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, "").unwrap();
+        assert!(matches!(Overrides::load(&path), Err(StateFileError::Empty)));
+        std::fs::write(
+            &path,
+            "{\"gateways\": {\"a\": \"drain\"},\n  \"version\": 2}\n",
+        )
+        .unwrap();
+        match Overrides::load(&path) {
+            Err(e @ StateFileError::Parse { line: 2, .. }) => {
+                assert!(e.to_string().contains("unknown field `version`"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(&path, "{\"gateways\": {\"a\": \"drai").unwrap();
+        assert!(matches!(
+            Overrides::load(&path),
+            Err(StateFileError::Parse { line: 1, .. })
+        ));
+        assert!(Overrides::check_writable(&path).is_ok());
+        assert!(Overrides::check_writable(&dir.path().join("no/such/dir/state.json")).is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

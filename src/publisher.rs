@@ -38,8 +38,11 @@ pub enum ReloadError {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// An unreadable state file would silently drop the operator's drains.
-    #[error("cannot read state file {}: {why}", path.display())]
-    StateFile { path: PathBuf, why: std::io::Error },
+    #[error("cannot read state file {}: {why}; not serving without the drains it may hold", path.display())]
+    StateFile {
+        path: PathBuf,
+        why: crate::overrides::StateFileError,
+    },
 }
 
 /// The first probe round is not finished.

@@ -1013,7 +1013,10 @@ fn paused_hung_target_times_out_exactly() {
         assert_eq!(reason.to_string(), "timeout after 200ms");
         assert_eq!(d.last_duration, Some(Duration::from_millis(200)));
         // Never reachable: its first result sets it DOWN, whatever fall says.
-        assert!(!p.up(th), "a target that never answered is DOWN after its first probe");
+        assert!(
+            !p.up(th),
+            "a target that never answered is DOWN after its first probe"
+        );
         assert_eq!(p.outcome("hc", "timeout"), 1);
 
         // 1000 ms: the healthy target is probed on time although the hung one hangs again.

@@ -1176,6 +1176,83 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
     assert_eq!(saved, json!({"gateways": {"a": "drain"}, "endpoints": {}}));
 }
 
+/// An empty, corrupt or newer-format state file: `gslb check` fails with the file's
+/// line and column, and `serve` refuses to start rather than serve without the drains
+/// it may hold (a drain keeps traffic off a gateway under maintenance). A state file
+/// that cannot be written is a warning from `gslb check`.
+#[test]
+fn unreadable_state_files_stop_check_and_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gslb.toml");
+    std::fs::write(
+        &cfg,
+        format!("[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\nstate_file = \"state.json\"\n{ZONE}"),
+    )
+    .unwrap();
+    let state = dir.path().join("state.json");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(crate::common::BIN)
+            .args(args)
+            .arg("-c")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    for (what, content, located) in [
+        (
+            "empty",
+            "",
+            format!("{}: state file: the file is empty", state.display()),
+        ),
+        (
+            "corrupt",
+            "{\"gateways\": {\"a\": \"dra",
+            format!("{}:1:", state.display()),
+        ),
+        (
+            "newer format",
+            "{\"gateways\": {},\n \"version\": 2}",
+            format!("{}:2:", state.display()),
+        ),
+    ] {
+        std::fs::write(&state, content).unwrap();
+        let (code, out) = run(&["check"]);
+        assert_eq!(code, Some(1), "{what}: {out}");
+        assert!(out.contains(&located), "{what}: want {located:?} in {out}");
+        let (code, out) = run(&["serve"]);
+        assert_ne!(code, Some(0), "{what}: serve must not start: {out}");
+        assert!(
+            out.contains("not serving without the drains it may hold")
+                && !out.contains("gslb: listening on"),
+            "{what}: {out}"
+        );
+        // The file is left as it was, for the operator to restore.
+        assert_eq!(std::fs::read_to_string(&state).unwrap(), content);
+    }
+    std::fs::write(&state, "{\"gateways\": {\"a\": \"drain\"}}").unwrap();
+    let (code, out) = run(&["check"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("warning"), "{out}");
+    // A directory that is not there: saves would fail, so check warns.
+    std::fs::write(
+        &cfg,
+        format!("[admin]\nlisten = \"127.0.0.1:0\"\nstate_file = \"gone/state.json\"\n{ZONE}"),
+    )
+    .unwrap();
+    let (code, out) = run(&["check"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("warning: state_file") && out.contains("gone/state.json cannot be written"),
+        "{out}"
+    );
+}
+
 /// The config of the reload-under-load test. `version` picks the TTL and the name of
 /// a static record; `broken` adds a syntax error (1) or an unknown key (2). Returns the
 /// text and the 1-based line of the error.

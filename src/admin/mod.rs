@@ -9,6 +9,7 @@
 //! bearer token). Every override call is logged.
 
 mod auth;
+mod slots;
 mod state;
 
 use std::collections::HashMap;
@@ -52,7 +53,7 @@ pub async fn serve(
     // The admin listener shares the process's descriptor table with DNS and the
     // probes: bound its connections and how long each may live, so that idle or
     // trickling clients cannot starve those.
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(slots::Slots::default());
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -65,9 +66,12 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => return,
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            debug!(%peer, "admin connection limit reached; closing");
-            continue;
+        let slot = match slots.take(peer.ip()) {
+            Ok(s) => s,
+            Err(full) => {
+                debug!(%peer, ?full, "admin connection limit reached; closing");
+                continue;
+            }
         };
         let admin = admin.clone();
         tokio::spawn(async move {
@@ -99,8 +103,6 @@ pub async fn serve(
     }
 }
 
-/// Admin connections open at once; more are closed on accept.
-const MAX_CONNECTIONS: usize = 64;
 /// A request's headers must arrive within this.
 const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// No admin connection lives longer than this, however busy.

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod answer;
 pub mod config;
+pub mod ctl;
 pub mod demo;
 pub mod dns;
 pub mod explain;

@@ -1,6 +1,6 @@
 //! The `gslb` command: parse the CLI, set up logging, run, print an error once.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -63,9 +63,55 @@ enum Command {
         #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
+    /// Talk to a running server's admin API: state, overrides, reload
+    #[command(after_help = CTL)]
+    Ctl {
+        /// Read the admin address and token from this configuration file
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The admin listener (overrides the file's [admin] listen)
+        #[arg(long, value_name = "IP:PORT")]
+        admin: Option<SocketAddr>,
+        /// The bearer token (overrides the file's token or token_file)
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+        #[command(subcommand)]
+        action: CtlAction,
+    },
     /// Print the version
     Version,
 }
+
+#[derive(Subcommand)]
+enum CtlAction {
+    /// Print every service and endpoint as the server sees them (JSON)
+    State,
+    /// Re-read the configuration file (like SIGHUP); a bad file is refused
+    Reload,
+    /// Take a gateway (or one endpoint, with --service) out of every answer
+    Drain(OverrideTarget),
+    /// Clear the override of a gateway (or of one endpoint)
+    Undrain(OverrideTarget),
+    /// Treat as healthy whatever the probes say
+    ForceUp(OverrideTarget),
+    /// Treat as unhealthy whatever the probes say
+    ForceDown(OverrideTarget),
+}
+
+#[derive(clap::Args)]
+struct OverrideTarget {
+    /// The gateway's name
+    gateway: String,
+    /// Only this service's endpoint on the gateway
+    #[arg(long, value_name = "NAME")]
+    service: Option<String>,
+}
+
+const CTL: &str = "\
+Examples: gslb ctl -c /etc/gslb/gslb.toml drain edge-eu-1
+          gslb ctl -c /etc/gslb/gslb.toml undrain edge-eu-1 --service app.gslb.example.com
+          gslb ctl --admin 127.0.0.1:9153 state
+Exit 0 when the server accepted the call; 1 with its reason otherwise.";
 
 const SIGNALS: &str = "\
 Signals: SIGHUP reloads FILE (a bad file is rejected, the old config keeps serving);
@@ -151,6 +197,12 @@ fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Ctl {
+            config: path,
+            admin,
+            token,
+            action,
+        } => ctl(path, admin, token, action),
         Command::Demo { log_format } => {
             init_logging(log_format);
             let plan = config::parse(
@@ -292,4 +344,37 @@ fn handle_signals(
         }
         shutdown.cancel();
     }
+}
+
+fn ctl(
+    path: Option<PathBuf>,
+    admin: Option<SocketAddr>,
+    token: Option<String>,
+    action: CtlAction,
+) -> anyhow::Result<()> {
+    use gslb::ctl::{Call, send};
+    let from_file = match &path {
+        Some(p) => config::load(p)?.admin,
+        None => None,
+    };
+    let addr = admin
+        .or(from_file.as_ref().map(|a| a.listen))
+        .context("no admin listener: give -c FILE (with an [admin] table) or --admin IP:PORT")?;
+    let token = token.or(from_file.and_then(|a| a.token));
+    let over = |path: &'static str, t: OverrideTarget| Call::Override {
+        path,
+        gateway: t.gateway,
+        service: t.service,
+    };
+    let call = match action {
+        CtlAction::State => Call::State,
+        CtlAction::Reload => Call::Reload,
+        CtlAction::Drain(t) => over("/v1/drain", t),
+        CtlAction::Undrain(t) => over("/v1/undrain", t),
+        CtlAction::ForceUp(t) => over("/v1/force-up", t),
+        CtlAction::ForceDown(t) => over("/v1/force-down", t),
+    };
+    let body = send(addr, token.as_deref(), &call)?;
+    print!("{body}");
+    Ok(())
 }

@@ -190,7 +190,10 @@ impl Admin {
                     Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
                 }
             }
-            (&Method::POST, "/v1/drain" | "/v1/undrain" | "/v1/force-up" | "/v1/force-down") => {
+            (
+                &Method::POST,
+                "/v1/drain" | "/v1/undrain" | "/v1/force-up" | "/v1/force-down" | "/v1/reload",
+            ) => {
                 // Browsers add these to cross-site requests; our clients (curl, scripts,
                 // controllers) do not. Refusing them stops a web page from driving the
                 // API through a browser on the same host (CSRF, DNS rebinding).
@@ -202,6 +205,17 @@ impl Admin {
                         StatusCode::FORBIDDEN,
                         "mutating calls are not accepted from browsers",
                     );
+                }
+                if path == "/v1/reload" {
+                    // Reading the file and starting probes is blocking work; this runs
+                    // on the blocking pool already.
+                    return match self.publisher.reload() {
+                        Ok(()) => {
+                            info!(%peer, "admin reload applied");
+                            json(StatusCode::OK, &serde_json::json!({ "ok": true }))
+                        }
+                        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+                    };
                 }
                 let state = match path {
                     "/v1/drain" => Some(AdminState::Drain),
@@ -239,7 +253,7 @@ impl Admin {
             (_, "/metrics" | "/livez" | "/readyz" | "/v1/state" | "/v1/explain") => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "use GET")
             }
-            (_, "/v1/drain" | "/v1/undrain" | "/v1/force-up" | "/v1/force-down") => {
+            (_, "/v1/drain" | "/v1/undrain" | "/v1/force-up" | "/v1/force-down" | "/v1/reload") => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "use POST")
             }
             _ => error(StatusCode::NOT_FOUND, "no such endpoint"),

@@ -1305,6 +1305,105 @@ fn one_peer_cannot_take_every_admin_connection() {
     assert!(back.is_some(), "the address did not get its slots back");
 }
 
+/// `gslb ctl`: the admin API from the command line, with the token read from the config
+/// file (`--admin` because the file's port is 0). Exit 0 when the server accepted the
+/// call, 1 with its reason otherwise.
+#[test]
+fn ctl_drives_the_admin_api() {
+    const TOKEN: &str = "ctl-admin-token-0123";
+    let body = format!(
+        r#"[admin]
+listen = "127.0.0.1:0"
+token = "{TOKEN}"
+{ZONE}
+[[gateway]]
+name = "a"
+addresses = ["192.0.2.1"]
+[[gateway]]
+name = "b"
+addresses = ["192.0.2.2"]
+[[service]]
+name = "app.gslb.test"
+answers = 2
+endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
+"#
+    );
+    let g = Gslb::start(&body);
+    let admin = g.admin.unwrap().to_string();
+    let ctl = |args: &[&str]| {
+        let out = Command::new(crate::common::BIN)
+            .arg("ctl")
+            .arg("-c")
+            .arg(&g.config_path)
+            .args(["--admin", admin.as_str()])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = ctl(&["drain", "a"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["in_force"], "drain", "{v}");
+    assert_answers(&g, "app.gslb.test", &["192.0.2.2"], 5);
+
+    let (code, out, _) = ctl(&["undrain", "a", "--service", "app.gslb.test"]);
+    assert_eq!(code, Some(0));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["state"].as_str(), v["in_force"].as_str()),
+        (Some("none"), Some("drain"))
+    );
+
+    let (code, out, _) = ctl(&["state"]);
+    assert_eq!(code, Some(0));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["overrides"]["gateways"], json!({"a": "drain"}));
+
+    let (code, _, _) = ctl(&["undrain", "a"]);
+    assert_eq!(code, Some(0));
+    assert_answers(&g, "app.gslb.test", &["192.0.2.1", "192.0.2.2"], 5);
+
+    // Refusals carry the server's reason.
+    let (code, _, err) = ctl(&["drain", "nope"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("404: unknown gateway \"nope\""), "{err}");
+    let (code, _, err) = ctl(&["--token", "wrong-token-wrong-token", "state"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("401: this call needs Authorization: Bearer <token>"),
+        "{err}"
+    );
+
+    // Reload: a good file is applied, a bad one refused with its location.
+    let (code, out, err) = ctl(&["reload"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    std::fs::write(
+        &g.config_path,
+        format!(
+            "{}\n[[gateway]]\nname = 3\n",
+            std::fs::read_to_string(&g.config_path).unwrap()
+        ),
+    )
+    .unwrap();
+    // (`ctl -c` would stop at the bad file itself: give the token instead.)
+    let out = Command::new(crate::common::BIN)
+        .args(["ctl", "--admin", admin.as_str(), "--token", TOKEN, "reload"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("422: ") && err.contains("gslb.toml:27:8"),
+        "{err}"
+    );
+    assert_answers(&g, "app.gslb.test", &["192.0.2.1", "192.0.2.2"], 5);
+}
+
 /// The config of the reload-under-load test. `version` picks the TTL and the name of
 /// a static record; `broken` adds a syntax error (1) or an unknown key (2). Returns the
 /// text and the 1-based line of the error.

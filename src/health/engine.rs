@@ -137,7 +137,10 @@ impl Engine {
             Ok(prober) => {
                 let ctx = TaskCtx {
                     services: plan.target_services(TargetId(t)).join(", "),
-                    recorder: self.metrics.probe_recorder(&key.check.name),
+                    recorder: self.metrics.probe_recorder(
+                        &key.check.name,
+                        &crate::metrics::cert_target_label(key.addr, key.host.as_deref()),
+                    ),
                     label,
                     check: key.check.clone(),
                     started: Instant::now(),

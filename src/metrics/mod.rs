@@ -101,9 +101,9 @@ impl Metrics {
         let transitions = must(IntCounterVec::new(
             Opts::new(
                 "gslb_target_transitions_total",
-                "Health state flips of probe targets, by check and new state.",
+                "Health state flips of probe targets, by check, target and new state.",
             ),
-            &["check", "to"],
+            &["check", "target", "to"],
         ));
         let probe_duration = must(HistogramVec::new(
             HistogramOpts::new("gslb_probe_duration_seconds", "Duration of health probes.")
@@ -115,9 +115,9 @@ impl Metrics {
         let probe_results = must(IntCounterVec::new(
             Opts::new(
                 "gslb_probe_results_total",
-                "Health probe results, by check and outcome.",
+                "Health probe results, by check, target and outcome.",
             ),
-            &["check", "outcome"],
+            &["check", "target", "outcome"],
         ));
         let reloads = must(IntCounterVec::new(
             Opts::new(
@@ -259,6 +259,31 @@ impl Metrics {
             let _ = self.fail_open.remove_label_values(&[svc.as_str()]);
             let _ = self.panic.remove_label_values(&[svc.as_str()]);
         }
+        let probed = |p: &Plan| -> std::collections::HashSet<(String, String)> {
+            p.targets
+                .iter()
+                .map(|t| {
+                    (
+                        p.checks[t.check].name.clone(),
+                        cert_target_label(t.addr, t.host.as_deref()),
+                    )
+                })
+                .collect()
+        };
+        for (check, target) in probed(old).difference(&probed(new)) {
+            for o in ProbeOutcome::ALL {
+                let _ = self.probe_results.remove_label_values(&[
+                    check.as_str(),
+                    target.as_str(),
+                    o.label(),
+                ]);
+            }
+            for to in ["up", "down"] {
+                let _ =
+                    self.transitions
+                        .remove_label_values(&[check.as_str(), target.as_str(), to]);
+            }
+        }
         let targets = |p: &Plan| -> std::collections::HashSet<(String, String)> {
             p.targets
                 .iter()
@@ -279,8 +304,8 @@ impl Metrics {
     }
 }
 
-/// The `target` label of the certificate-expiry gauge: the probe address, and the
-/// per-service host when there is one.
+/// The `target` label of the per-target probe series and the certificate-expiry
+/// gauge: the probe address, and the per-service host when there is one.
 pub fn cert_target_label(addr: std::net::SocketAddr, host: Option<&str>) -> String {
     match host {
         Some(h) => format!("{addr} {h}"),

@@ -79,14 +79,17 @@ impl ProbeRecorder {
 }
 
 impl Metrics {
-    /// The recorder for probes of the check named `check`.
-    pub fn probe_recorder(&self, check: &str) -> ProbeRecorder {
+    /// The recorder for probes of the check named `check` against `target` (see
+    /// `cert_target_label`).
+    pub fn probe_recorder(&self, check: &str, target: &str) -> ProbeRecorder {
         ProbeRecorder {
-            results: ProbeOutcome::ALL
-                .map(|o| self.probe_results.with_label_values(&[check, o.label()])),
+            results: ProbeOutcome::ALL.map(|o| {
+                self.probe_results
+                    .with_label_values(&[check, target, o.label()])
+            }),
             duration: self.probe_duration.with_label_values(&[check]),
-            to_up: self.transitions.with_label_values(&[check, "up"]),
-            to_down: self.transitions.with_label_values(&[check, "down"]),
+            to_up: self.transitions.with_label_values(&[check, target, "up"]),
+            to_down: self.transitions.with_label_values(&[check, target, "down"]),
             lag: self.probe_lag.clone(),
             late: self.probes_late.clone(),
         }

@@ -1404,6 +1404,92 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
     assert_answers(&g, "app.gslb.test", &["192.0.2.1", "192.0.2.2"], 5);
 }
 
+/// Probe counters are per target, so an operator sees which gateway fails; a reload
+/// that drops a target removes its series.
+#[test]
+fn probe_counters_are_per_target_and_leave_with_it() {
+    let t = HttpTarget::start("127.0.0.164", Reply::ok());
+    let u = HttpTarget::start("127.0.0.165", Reply::no_upstreams());
+    let cfg = |with_b: bool| {
+        let mut c = format!(
+            r#"[admin]
+listen = "127.0.0.1:0"
+{ZONE}
+[[gateway]]
+name = "a"
+addresses = ["192.0.2.1"]
+probe = "{}"
+[[gateway]]
+name = "b"
+addresses = ["192.0.2.2"]
+probe = "{}"
+[[check]]
+name = "hc"
+kind = "http"
+path = "/hc"
+interval = "200ms"
+timeout = "150ms"
+"#,
+            t.addr, u.addr
+        );
+        c.push_str(if with_b {
+            "[[service]]\nname = \"app.gslb.test\"\ncheck = \"hc\"\nendpoints = [{ gateway = \"a\" }, { gateway = \"b\" }]\n"
+        } else {
+            "[[service]]\nname = \"app.gslb.test\"\ncheck = \"hc\"\nendpoints = [{ gateway = \"a\" }]\n"
+        });
+        c
+    };
+    let g = Gslb::start(&cfg(true));
+    wait_ready(&g);
+    let (ta, tb) = (t.addr.to_string(), u.addr.to_string());
+    let ok = wait_until(Duration::from_secs(5), || {
+        let m = scrape(&g);
+        metric_sum(
+            &m,
+            "gslb_probe_results_total",
+            &[("target", &tb), ("outcome", "failure")],
+        ) >= 2.0
+            && metric_sum(
+                &m,
+                "gslb_probe_results_total",
+                &[("target", &ta), ("outcome", "success")],
+            ) >= 2.0
+    });
+    assert!(ok.is_some(), "{}", scrape(&g));
+    let m = scrape(&g);
+    assert_eq!(
+        metric_sum(
+            &m,
+            "gslb_probe_results_total",
+            &[("target", &ta), ("outcome", "failure")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        metric_sum(
+            &m,
+            "gslb_target_transitions_total",
+            &[("target", &tb), ("to", "down")]
+        ),
+        1.0,
+        "{m}"
+    );
+    std::fs::write(
+        &g.config_path,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:{}\"]\nudp_sockets = 1\n\n{}",
+            g.addr.port(),
+            cfg(false)
+        ),
+    )
+    .unwrap();
+    g.signal("HUP");
+    g.wait_log("configuration reloaded from", Duration::from_secs(5));
+    let m = scrape(&g);
+    assert!(!m.contains(&format!("target=\"{tb}\"")), "{m}");
+    assert!(m.contains(&format!("target=\"{ta}\"")), "{m}");
+}
+
 /// The config of the reload-under-load test. `version` picks the TTL and the name of
 /// a static record; `broken` adds a syntax error (1) or an unknown key (2). Returns the
 /// text and the 1-based line of the error.
@@ -1869,13 +1955,13 @@ endpoints = [{{ gateway = "c" }}]
     );
 
     // A target starts failing: gauge 1 → 0, failures counted, one transition down.
-    let fail0 = get0(
+    let fail0 = metric_sum(
         &m1,
         "gslb_probe_results_total",
         &[("check", "hc"), ("outcome", "failure")],
     );
     assert_eq!(fail0, 0.0);
-    let ok0 = get0(
+    let ok0 = metric_sum(
         &m1,
         "gslb_probe_results_total",
         &[("check", "hc"), ("outcome", "success")],
@@ -1893,22 +1979,22 @@ endpoints = [{{ gateway = "c" }}]
     });
     assert!(went.is_some(), "gauge never went to 0; logs:\n{}", g.logs());
     let m2 = scrape(&g);
-    let fail1 = get0(
+    let fail1 = metric_sum(
         &m2,
         "gslb_probe_results_total",
         &[("check", "hc"), ("outcome", "failure")],
     );
     assert!(fail1 >= 2.0, "fall = 2 needs two failures: {fail1}");
     assert_eq!(
-        metric(
+        metric_sum(
             &m2,
             "gslb_target_transitions_total",
             &[("check", "hc"), ("to", "down")]
         ),
-        Some(1.0)
+        1.0
     );
     assert_eq!(
-        get0(
+        metric_sum(
             &m2,
             "gslb_target_transitions_total",
             &[("check", "hc"), ("to", "up")]
@@ -1930,7 +2016,7 @@ endpoints = [{{ gateway = "c" }}]
         );
     }
     thread::sleep(Duration::from_millis(450));
-    let fail2 = get0(
+    let fail2 = metric_sum(
         &scrape(&g),
         "gslb_probe_results_total",
         &[("check", "hc"), ("outcome", "failure")],
@@ -2017,6 +2103,16 @@ endpoints = [{{ gateway = "c" }}]
     for (name, labels, _) in samples(&m4) {
         assert!(name.starts_with("gslb_"), "{name}");
         for (k, v) in &labels {
+            if k == "target" {
+                // Probe series name the configured probe address, never a client's.
+                assert!(
+                    name.starts_with("gslb_probe_results_total")
+                        || name.starts_with("gslb_target_transitions_total"),
+                    "label target on {name}"
+                );
+                assert!(v.parse::<SocketAddr>().is_ok(), "{name}{{target={v:?}}}");
+                continue;
+            }
             assert!(allowed.contains(k.as_str()), "label {k} on {name}");
             assert!(
                 !v.contains("127.0.0.") && !v.contains("nope") && !v.contains("example"),
@@ -2024,10 +2120,18 @@ endpoints = [{{ gateway = "c" }}]
             );
         }
     }
-    for l in m4.lines().filter(|l| !l.starts_with('#')) {
+    for line in m4.lines().filter(|l| !l.starts_with('#')) {
+        // The probe address in `target` (checked above) is configuration, not a client.
+        let l = match line.find("target=\"") {
+            Some(i) => {
+                let end = line[i + 8..].find('"').map_or(line.len(), |j| i + 9 + j);
+                format!("{}{}", &line[..i], &line[end..])
+            }
+            None => line.to_string(),
+        };
         assert!(
             !l.contains("127.0.0.") && !l.contains("nope.gslb") && !l.contains("example.com"),
-            "{l}"
+            "{line}"
         );
     }
 }
@@ -2094,7 +2198,10 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
     g.wait_log("configuration reloaded from", Duration::from_secs(5));
     let body = scrape(&g);
     assert!(
-        body.contains("gslb_target_transitions_total{check=\"hc\",to=\"down\"} 1"),
+        body.contains(&format!(
+            "gslb_target_transitions_total{{check=\"hc\",target=\"{}\",to=\"down\"}} 1",
+            u.addr
+        )),
         "{body}"
     );
     let mut child = Command::new("promtool")

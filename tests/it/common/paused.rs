@@ -190,18 +190,31 @@ impl Probed {
 
     /// A series of the probe metrics of `check`: outcome counts.
     pub fn outcome(&self, check: &str, outcome: &str) -> u64 {
-        self.metrics
-            .probe_results
-            .with_label_values(&[check, outcome])
-            .get()
+        self.sum(&self.metrics.probe_results, check, outcome)
+    }
+
+    /// The sum over targets of the `check` series whose last label is `last`.
+    fn sum(&self, v: &prometheus::IntCounterVec, check: &str, last: &str) -> u64 {
+        use prometheus::core::Collector;
+        v.collect()
+            .iter()
+            .flat_map(|f| f.get_metric())
+            .filter(|m| {
+                let labels = m.get_label();
+                labels
+                    .iter()
+                    .any(|l| l.name() == "check" && l.value() == check)
+                    && labels
+                        .iter()
+                        .any(|l| (l.name() == "outcome" || l.name() == "to") && l.value() == last)
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
     }
 
     /// Flips of `check` to `to` ("up" or "down").
     pub fn transitions(&self, check: &str, to: &str) -> u64 {
-        self.metrics
-            .transitions
-            .with_label_values(&[check, to])
-            .get()
+        self.sum(&self.metrics.transitions, check, to)
     }
 }
 

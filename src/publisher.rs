@@ -231,7 +231,6 @@ impl Publisher {
             // Series of services, endpoints and targets that are gone would linger
             // otherwise.
             self.metrics.forget_removed(&inner.plan, &plan);
-            self.metrics.endpoint_up.reset();
             inner.states = states;
             inner.zones = zones;
             inner.plan_metrics = plan_metrics;

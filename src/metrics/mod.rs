@@ -252,6 +252,30 @@ impl Metrics {
                 .answers
                 .remove_label_values(&[svc.as_str(), ep.as_str()]);
         }
+        // gslb_endpoint_up is labelled by region too: a gateway that moved region
+        // leaves its old series. The kept ones stay, so a scrape during a reload never
+        // sees the gauge empty.
+        let triples = |p: &Plan| -> std::collections::HashSet<(String, String, String)> {
+            p.services
+                .iter()
+                .flat_map(|s| {
+                    let svc = s.name.to_string();
+                    s.endpoints.iter().map(move |e| {
+                        let gw = &p.gateways[e.gateway];
+                        (
+                            svc.clone(),
+                            gw.name.clone(),
+                            gw.region.clone().unwrap_or_default(),
+                        )
+                    })
+                })
+                .collect()
+        };
+        for (svc, ep, region) in triples(old).difference(&triples(new)) {
+            let _ =
+                self.endpoint_up
+                    .remove_label_values(&[svc.as_str(), ep.as_str(), region.as_str()]);
+        }
         let services = |p: &Plan| -> std::collections::HashSet<String> {
             p.services.iter().map(|s| s.name.to_string()).collect()
         };
@@ -310,5 +334,53 @@ pub fn cert_target_label(addr: std::net::SocketAddr, host: Option<&str>) -> Stri
     match host {
         Some(h) => format!("{addr} {h}"),
         None => addr.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn plan(endpoints: &str) -> Plan {
+        let text = format!(
+            r#"
+[[zone]]
+origin = "gslb.test"
+ns = [{{ name = "ns1", addresses = ["192.0.2.53"] }}]
+[[gateway]]
+name = "a"
+addresses = ["192.0.2.1"]
+[[gateway]]
+name = "b"
+addresses = ["192.0.2.2"]
+[[service]]
+name = "app.gslb.test"
+endpoints = [{endpoints}]
+"#
+        );
+        crate::config::parse(Path::new("t.toml"), &text).unwrap()
+    }
+
+    /// A reload keeps the gslb_endpoint_up series of the endpoints it keeps (a scrape in
+    /// between never sees the gauge empty) and removes those of the ones it drops.
+    #[test]
+    fn a_reload_keeps_kept_endpoints_up_series() {
+        let m = Metrics::new();
+        let (old, new) = (
+            plan(r#"{ gateway = "a" }, { gateway = "b" }"#),
+            plan(r#"{ gateway = "a" }"#),
+        );
+        m.endpoints_ready(&old, |_, _| true);
+        m.forget_removed(&old, &new);
+        let text = m.render();
+        let up = |ep: &str| {
+            text.lines().any(|l| {
+                l.starts_with("gslb_endpoint_up{") && l.contains(&format!("endpoint=\"{ep}\""))
+            })
+        };
+        assert!(up("a"), "{text}");
+        assert!(!up("b"), "{text}");
     }
 }

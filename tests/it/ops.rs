@@ -1490,6 +1490,62 @@ timeout = "150ms"
     assert!(m.contains(&format!("target=\"{ta}\"")), "{m}");
 }
 
+/// Reload honesty: settings that need a restart are named in the log, and a reload
+/// that drops more than half of the services says which (a file cut short that still
+/// parses is the usual cause). A reload that changes neither says neither.
+#[test]
+fn reload_names_restart_only_settings_and_big_drops() {
+    let cfg = |server: &str, services: &[&str]| {
+        let mut c = format!(
+            "[server]\nlisten = [\"127.0.0.1:PORT\"]\nudp_sockets = 1\n{server}\n{ZONE}\n[[gateway]]\nname = \"a\"\naddresses = [\"192.0.2.1\"]\n"
+        );
+        for s in services {
+            c.push_str(&format!(
+                "[[service]]\nname = \"{s}.gslb.test\"\nendpoints = [{{ gateway = \"a\" }}]\n"
+            ));
+        }
+        c
+    };
+    let first = cfg("", &["s1", "s2", "s3"]).replace("PORT", "0");
+    let g = Gslb::start(&first);
+    let reload = |text: String| {
+        let before = g.logs().matches("configuration reloaded from").count();
+        // Port 0 as at the start: the listen addresses are unchanged.
+        std::fs::write(&g.config_path, text.replace("PORT", "0")).unwrap();
+        g.signal("HUP");
+        let done = wait_until(Duration::from_secs(5), || {
+            g.logs().matches("configuration reloaded from").count() > before
+        });
+        assert!(done.is_some(), "{}", g.logs());
+    };
+    reload(cfg("", &["s1", "s2", "s3"]));
+    assert!(!g.logs().contains("need a restart"), "{}", g.logs());
+    assert!(!g.logs().contains("reload drops"), "{}", g.logs());
+
+    reload(cfg(
+        "tcp_idle_timeout = \"3s\"\ngrace_period = \"1s\"",
+        &["s1"],
+    ));
+    let logs = g.logs();
+    assert!(
+        logs.contains(
+            "these settings changed but need a restart to take effect: [server] tcp_idle_timeout, [server] grace_period"
+        ),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("reload drops 2 of 3 services: s2.gslb.test., s3.gslb.test."),
+        "{logs}"
+    );
+    // Applied all the same: the file parsed.
+    assert_eq!(
+        udp_once(g.addr, "s2.gslb.test", RecordType::A)
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain
+    );
+}
+
 /// The config of the reload-under-load test. `version` picks the TTL and the name of
 /// a static record; `broken` adds a syntax error (1) or an unknown key (2). Returns the
 /// text and the 1-based line of the error.

@@ -13,7 +13,7 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 
 use crate::answer::{Client, Decision, Family};
-use crate::metrics::Transport;
+use crate::metrics::{Dropped, Transport};
 use crate::plan::{Net, ServiceId, ZoneId};
 use crate::rng::Rng;
 use crate::snapshot::{Node, Shared, Snapshot};
@@ -48,7 +48,9 @@ impl Handler {
         let started = Instant::now();
         let meta = &req.metadata;
         if meta.message_type == hickory_proto::op::MessageType::Response {
-            return None; // never answer responses: that way lies reflection loops
+            // Never answer responses: that way lies reflection loops.
+            self.state.load().metrics.dropped(Dropped::Response);
+            return None;
         }
         let mut md = Metadata::response_from_request(meta);
         let snap = self.state.load();
@@ -133,6 +135,17 @@ impl Handler {
     }
 
     /// Counts a message that did not parse (answered with FORMERR or dropped).
+    /// Counts a message that gets no reply at all: shorter than a header, or a
+    /// response that did not parse.
+    pub fn count_dropped(&self, raw: &[u8]) {
+        let why = if raw.len() < 12 {
+            Dropped::Runt
+        } else {
+            Dropped::Response
+        };
+        self.state.load().metrics.dropped(why);
+    }
+
     pub fn count_malformed(&self, protocol: Protocol) {
         self.state.load().metrics.request(
             None,

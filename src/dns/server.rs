@@ -182,10 +182,11 @@ fn answer(
     match parsed {
         Ok(req) => handler.respond(&req, proto, out).is_some(),
         Err(e) => {
-            handler.count_malformed(proto);
             let Some(h) = formerr_reply(raw) else {
+                handler.count_dropped(raw);
                 return false;
             };
+            handler.count_malformed(proto);
             debug!(error = %e.chars().take(200).collect::<String>(), %src, "malformed query: FORMERR");
             out.clear();
             out.extend_from_slice(&h);

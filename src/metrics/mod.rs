@@ -20,7 +20,7 @@ mod query;
 
 pub use probe::{ProbeOutcome, ProbeRecorder};
 
-pub use query::{PROTOS, PlanMetrics, Transport};
+pub use query::{Dropped, PROTOS, PlanMetrics, Transport};
 
 /// The metric families, registered once per process.
 pub struct Metrics {
@@ -32,6 +32,7 @@ pub struct Metrics {
     panic: IntCounterVec,
     pub endpoint_up: IntGaugeVec,
     pub transitions: IntCounterVec,
+    dns_dropped: IntCounterVec,
     pub probe_duration: HistogramVec,
     pub probe_results: IntCounterVec,
     pub reloads: IntCounterVec,
@@ -130,6 +131,13 @@ impl Metrics {
             "gslb_config_last_reload_success_timestamp_seconds",
             "Unix time of the last configuration that was loaded successfully.",
         ));
+        let dns_dropped = must(IntCounterVec::new(
+            Opts::new(
+                "gslb_dns_dropped_total",
+                "Messages received and not answered, by reason: runt (shorter than a DNS header) or response (QR=1: answering invites reflection loops).",
+            ),
+            &["reason"],
+        ));
         let snapshots = must(IntCounter::new(
             "gslb_snapshots_published_total",
             "Answer snapshots published (one per health change, override or reload).",
@@ -174,6 +182,7 @@ impl Metrics {
         reg(Box::new(panic.clone()));
         reg(Box::new(endpoint_up.clone()));
         reg(Box::new(transitions.clone()));
+        reg(Box::new(dns_dropped.clone()));
         reg(Box::new(probe_duration.clone()));
         reg(Box::new(probe_results.clone()));
         reg(Box::new(reloads.clone()));
@@ -194,6 +203,7 @@ impl Metrics {
             panic,
             endpoint_up,
             transitions,
+            dns_dropped,
             probe_duration,
             probe_results,
             reloads,

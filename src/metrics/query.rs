@@ -41,6 +41,15 @@ const N_RCODES: usize = RCODES.len() + 1;
 /// The `proto` label values, in `Transport` order.
 pub const PROTOS: [&str; 2] = ["udp", "tcp"];
 
+/// Why a message got no reply at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// Shorter than a DNS header.
+    Runt = 0,
+    /// QR=1: a response, never answered.
+    Response = 1,
+}
+
 /// The transport a query came over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -120,6 +129,7 @@ impl Metrics {
             .map(|s| self.panic.with_label_values(&[s.name.to_string().as_str()]))
             .collect();
         PlanMetrics {
+            dropped: ["runt", "response"].map(|r| self.dns_dropped.with_label_values(&[r])),
             dns,
             duration,
             answers,
@@ -135,6 +145,8 @@ pub struct PlanMetrics {
     /// Indexed by `((zone + 1) * PROTOS + proto) * N_QTYPES + qtype) * N_RCODES + rcode`;
     /// zone slot 0 is "no zone" (REFUSED, FORMERR before a name was read).
     dns: Vec<IntCounter>,
+    /// In `Dropped` order.
+    dropped: [IntCounter; 2],
     duration: [Histogram; 2],
     /// `[service][endpoint]`.
     answers: Vec<Vec<IntCounter>>,
@@ -160,6 +172,10 @@ impl PlanMetrics {
             c.inc();
         }
         self.duration[proto].observe(seconds);
+    }
+
+    pub fn dropped(&self, why: Dropped) {
+        self.dropped[why as usize].inc();
     }
 
     pub fn answered(&self, service: ServiceId, endpoint: EndpointId) {

@@ -1546,6 +1546,38 @@ fn reload_names_restart_only_settings_and_big_drops() {
     );
 }
 
+/// Messages that get no reply are counted as what they are: a runt (shorter than a
+/// header) and a response (QR=1, parsed or not) under gslb_dns_dropped_total, not as
+/// FORMERR.
+#[test]
+fn unanswered_messages_are_counted_as_what_they_are() {
+    let g = Gslb::start(&format!("[admin]\nlisten = \"127.0.0.1:0\"\n{ZONE}"));
+    let formerr = |m: &str| metric_sum(m, "gslb_dns_requests_total", &[("rcode", "FORMERR")]);
+    let before = scrape(&g);
+    let mut response = query_msg("www.gslb.test", RecordType::A, None);
+    response.metadata.message_type = hickory_proto::op::MessageType::Response;
+    let parsed = response.to_vec().unwrap();
+    let mut garbage = vec![0x12, 0x34, 0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    garbage.extend_from_slice(&[0xff; 9]); // a question that does not parse
+    for bytes in [&parsed[..], &garbage[..], &[1, 2, 3, 4, 5][..]] {
+        assert!(udp_raw(g.addr, bytes, Duration::from_millis(300)).is_none());
+    }
+    let after = scrape(&g);
+    let dropped =
+        |m: &str, r: &str| metric(m, "gslb_dns_dropped_total", &[("reason", r)]).unwrap_or(0.0);
+    assert_eq!(
+        dropped(&after, "response") - dropped(&before, "response"),
+        2.0,
+        "{after}"
+    );
+    assert_eq!(
+        dropped(&after, "runt") - dropped(&before, "runt"),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(formerr(&after), formerr(&before), "{after}");
+}
+
 /// The config of the reload-under-load test. `version` picks the TTL and the name of
 /// a static record; `broken` adds a syntax error (1) or an unknown key (2). Returns the
 /// text and the 1-based line of the error.
@@ -2152,7 +2184,7 @@ endpoints = [{{ gateway = "c" }}]
     // No client address or query name, anywhere in the samples.
     let allowed: BTreeSet<&str> = [
         "zone", "proto", "qtype", "rcode", "service", "endpoint", "region", "check", "outcome",
-        "to", "result", "version", "le",
+        "to", "result", "version", "le", "reason",
     ]
     .into_iter()
     .collect();

@@ -318,6 +318,16 @@ impl Metrics {
                         .remove_label_values(&[check.as_str(), target.as_str(), to]);
             }
         }
+        let names =
+            |v: Vec<String>| -> std::collections::HashSet<String> { v.into_iter().collect() };
+        let zones = |p: &Plan| names(p.zones.iter().map(|z| z.origin.to_string()).collect());
+        for zone in zones(old).difference(&zones(new)) {
+            self.forget_zone(zone);
+        }
+        let checks = |p: &Plan| names(p.checks.iter().map(|c| c.name.clone()).collect());
+        for check in checks(old).difference(&checks(new)) {
+            let _ = self.probe_duration.remove_label_values(&[check.as_str()]);
+        }
         let targets = |p: &Plan| -> std::collections::HashSet<(String, String)> {
             p.targets
                 .iter()
@@ -392,5 +402,30 @@ endpoints = [{endpoints}]
         };
         assert!(up("a"), "{text}");
         assert!(!up("b"), "{text}");
+    }
+
+    /// A zone a reload drops takes its request series with it.
+    #[test]
+    fn a_reload_removes_the_series_of_dropped_zones() {
+        let m = Metrics::new();
+        let old = plan(r#"{ gateway = "a" }"#);
+        let pm = m.for_plan(&old);
+        pm.request(
+            Some(crate::plan::ZoneId(0)),
+            Transport::Udp,
+            None,
+            hickory_proto::op::ResponseCode::NoError,
+            0.0,
+        );
+        assert!(m.render().contains("zone=\"gslb.test.\""));
+        let mut new = plan(r#"{ gateway = "a" }"#);
+        new.zones.clear();
+        new.services.clear();
+        m.forget_removed(&old, &new);
+        assert!(
+            !m.render().contains("zone=\"gslb.test.\""),
+            "{}",
+            m.render()
+        );
     }
 }

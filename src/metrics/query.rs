@@ -78,6 +78,22 @@ fn rcode_name(i: usize) -> &'static str {
 }
 
 impl Metrics {
+    /// Removes every request series of the zone whose origin is `zone`.
+    pub(super) fn forget_zone(&self, zone: &str) {
+        for proto in PROTOS {
+            for q in 0..N_QTYPES {
+                for r in 0..N_RCODES {
+                    let _ = self.dns_requests.remove_label_values(&[
+                        zone,
+                        proto,
+                        qtype_name(q),
+                        rcode_name(r),
+                    ]);
+                }
+            }
+        }
+    }
+
     /// Resolves the children the query path needs for `plan`.
     pub fn for_plan(&self, plan: &Plan) -> PlanMetrics {
         let zones: Vec<String> = std::iter::once(String::new())

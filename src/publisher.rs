@@ -53,6 +53,13 @@ pub struct NotReady {
     pub total: usize,
 }
 
+/// Ready to serve; `unprobed` targets (past the deadline) are answered as if healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    pub unprobed: usize,
+    pub total: usize,
+}
+
 /// What an override call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -191,6 +198,9 @@ impl Publisher {
         )
         .with_probes(inner.states.clone());
         self.metrics
+            .targets_unprobed
+            .set(snap.probes.iter().filter(|s| !s.probed()).count() as i64);
+        self.metrics
             .endpoints_ready(&snap.plan, |s, e| snap.services[s].endpoints[e].ready());
         self.shared.store(Arc::new(snap));
         self.metrics.snapshots.inc();
@@ -256,12 +266,16 @@ impl Publisher {
         Ok(())
     }
 
-    /// `Ok` once every probe target has a first result (or the deadline has passed).
-    pub fn readiness(&self) -> Result<(), NotReady> {
+    /// `Ok` once every probe target has a first result, or the deadline has passed;
+    /// then `Ok` says how many targets are still unprobed (answered as if healthy).
+    pub fn readiness(&self) -> Result<Ready, NotReady> {
         let snap = self.shared.load();
         let pending = snap.probes.iter().filter(|s| !s.probed()).count();
         if pending == 0 || self.started.elapsed() >= self.ready_deadline {
-            return Ok(());
+            return Ok(Ready {
+                unprobed: pending,
+                total: snap.probes.len(),
+            });
         }
         Err(NotReady {
             pending,

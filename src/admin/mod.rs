@@ -159,7 +159,14 @@ impl Admin {
             }
             (&Method::GET, "/livez") => text(StatusCode::OK, "ok\n"),
             (&Method::GET, "/readyz") => match self.publisher.readiness() {
-                Ok(()) => text(StatusCode::OK, "ready\n"),
+                Ok(r) if r.unprobed == 0 => text(StatusCode::OK, "ready\n"),
+                Ok(r) => text(
+                    StatusCode::OK,
+                    format!(
+                        "ready: ready_deadline passed with {} of {} targets not yet probed; their endpoints are answered as if healthy\n",
+                        r.unprobed, r.total
+                    ),
+                ),
                 Err(why) => text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("not ready: {why}\n"),

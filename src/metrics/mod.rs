@@ -39,6 +39,8 @@ pub struct Metrics {
     pub last_reload_success: Gauge,
     pub snapshots: IntCounter,
     pub targets: IntGauge,
+    /// Targets without a first result: their endpoints are answered as if healthy.
+    pub targets_unprobed: IntGauge,
     pub probe_lag: Histogram,
     pub probes_late: IntCounter,
     pub cert_expiry: prometheus::GaugeVec,
@@ -138,6 +140,10 @@ impl Metrics {
             ),
             &["reason"],
         ));
+        let targets_unprobed = must(IntGauge::new(
+            "gslb_probe_targets_unprobed",
+            "Probe targets without a first result yet; their endpoints are answered as if healthy.",
+        ));
         let snapshots = must(IntCounter::new(
             "gslb_snapshots_published_total",
             "Answer snapshots published (one per health change, override or reload).",
@@ -183,6 +189,7 @@ impl Metrics {
         reg(Box::new(endpoint_up.clone()));
         reg(Box::new(transitions.clone()));
         reg(Box::new(dns_dropped.clone()));
+        reg(Box::new(targets_unprobed.clone()));
         reg(Box::new(probe_duration.clone()));
         reg(Box::new(probe_results.clone()));
         reg(Box::new(reloads.clone()));
@@ -204,6 +211,7 @@ impl Metrics {
             endpoint_up,
             transitions,
             dns_dropped,
+            targets_unprobed,
             probe_duration,
             probe_results,
             reloads,

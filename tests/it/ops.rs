@@ -1578,6 +1578,56 @@ fn unanswered_messages_are_counted_as_what_they_are() {
     assert_eq!(formerr(&after), formerr(&before), "{after}");
 }
 
+/// Until a target's first probe finishes, its endpoints are answered as if healthy;
+/// /readyz says not ready until `ready_deadline`, then ready with how many targets are
+/// still unprobed, and gslb_probe_targets_unprobed counts them.
+#[test]
+fn unprobed_targets_are_answered_as_healthy_and_say_so() {
+    let hang = crate::common::paused::Hang::start("127.0.0.166");
+    let cfg = format!(
+        r#"[admin]
+listen = "127.0.0.1:0"
+ready_deadline = "1s"
+{ZONE}
+[[gateway]]
+name = "a"
+addresses = ["192.0.2.1"]
+probe = "{}"
+[[check]]
+name = "slow"
+kind = "http"
+path = "/hc"
+interval = "20s"
+timeout = "10s"
+[[service]]
+name = "app.gslb.test"
+check = "slow"
+endpoints = [{{ gateway = "a" }}]
+"#,
+        hang.addr
+    );
+    let g = Gslb::start(&cfg);
+    let admin = g.admin.unwrap();
+    let r = get(admin, "/readyz");
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.body.contains("1 of 1 targets pending"), "{r:?}");
+    assert_answers(&g, "app.gslb.test", &["192.0.2.1"], 3);
+    let ready = wait_until(Duration::from_secs(5), || {
+        get(admin, "/readyz").status == 200
+    });
+    assert!(ready.is_some());
+    let r = get(admin, "/readyz");
+    assert!(
+        r.body
+            .contains("1 of 1 targets not yet probed; their endpoints are answered as if healthy"),
+        "{r:?}"
+    );
+    assert_eq!(
+        metric(&scrape(&g), "gslb_probe_targets_unprobed", &[]),
+        Some(1.0)
+    );
+}
+
 /// The config of the reload-under-load test. `version` picks the TTL and the name of
 /// a static record; `broken` adds a syntax error (1) or an unknown key (2). Returns the
 /// text and the 1-based line of the error.

@@ -66,37 +66,15 @@ pub(super) fn opt_framing_ok(raw: &[u8]) -> bool {
 /// The number of ADDRESS octets of the first ECS option as sent, from the raw message
 /// (which hickory has already parsed, so it is well-formed up to the options).
 pub(super) fn ecs_address_octets(raw: &[u8]) -> Option<usize> {
-    let u16_at = |i: usize| Some(u16::from_be_bytes([*raw.get(i)?, *raw.get(i + 1)?]) as usize);
-    let skip_name = |mut i: usize| -> Option<usize> {
-        loop {
-            let len = *raw.get(i)? as usize;
-            match len {
-                0 => return Some(i + 1),
-                l if l & 0xc0 == 0xc0 => return Some(i + 2),
-                l => i += 1 + l,
-            }
+    let rdata = opt_rdata(raw)?;
+    let u16_at = |i: usize| Some(u16::from_be_bytes([*rdata.get(i)?, *rdata.get(i + 1)?]) as usize);
+    let mut o = 0;
+    while o + 4 <= rdata.len() {
+        let olen = u16_at(o + 2)?;
+        if u16_at(o)? == 8 {
+            return olen.checked_sub(4);
         }
-    };
-    let mut pos = 12;
-    for _ in 0..u16_at(4)? {
-        pos = skip_name(pos)? + 4;
-    }
-    let records = u16_at(6)? + u16_at(8)? + u16_at(10)?;
-    for _ in 0..records {
-        let rdata = skip_name(pos)? + 10;
-        let rdlen = u16_at(rdata - 2)?;
-        if u16_at(rdata - 10)? == 41 {
-            let mut o = rdata;
-            while o + 4 <= rdata + rdlen {
-                let olen = u16_at(o + 2)?;
-                if u16_at(o)? == 8 {
-                    return olen.checked_sub(4);
-                }
-                o += 4 + olen;
-            }
-            return None;
-        }
-        pos = rdata + rdlen;
+        o += 4 + olen;
     }
     None
 }

@@ -962,17 +962,7 @@ listen = "0.0.0.0:0"
 token = "{TOKEN}"
 hosts = ["gslb-admin.internal"]
 {ZONE}
-[[gateway]]
-name = "a"
-addresses = ["192.0.2.1"]
-[[gateway]]
-name = "b"
-addresses = ["192.0.2.2"]
-[[service]]
-name = "app.gslb.test"
-answers = 2
-endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
-"#
+{TWO_GATEWAYS}"#
     );
     let g = Gslb::start(&cfg);
     let admin = g.admin.unwrap();
@@ -1128,6 +1118,19 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
     assert!(ok, "loopback needs no token: {out}");
 }
 
+/// Two unchecked gateways, a and b, both in the answers of app.gslb.test.
+const TWO_GATEWAYS: &str = r#"[[gateway]]
+name = "a"
+addresses = ["192.0.2.1"]
+[[gateway]]
+name = "b"
+addresses = ["192.0.2.2"]
+[[service]]
+name = "app.gslb.test"
+answers = 2
+endpoints = [{ gateway = "a" }, { gateway = "b" }]
+"#;
+
 /// An override that cannot be saved to `state_file` is refused (500, with the reason)
 /// and changes nothing: it would be lost at the next restart. Once the file can be
 /// written again, the same call succeeds and is on disk.
@@ -1138,17 +1141,7 @@ fn an_override_that_cannot_be_saved_is_refused() {
 listen = "127.0.0.1:0"
 state_file = "gone/state.json"
 {ZONE}
-[[gateway]]
-name = "a"
-addresses = ["192.0.2.1"]
-[[gateway]]
-name = "b"
-addresses = ["192.0.2.2"]
-[[service]]
-name = "app.gslb.test"
-answers = 2
-endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
-"#
+{TWO_GATEWAYS}"#
     );
     let g = Gslb::start(&cfg);
     let admin = g.admin.unwrap();
@@ -1264,17 +1257,7 @@ fn ctl_drives_the_admin_api() {
 listen = "127.0.0.1:0"
 token = "{TOKEN}"
 {ZONE}
-[[gateway]]
-name = "a"
-addresses = ["192.0.2.1"]
-[[gateway]]
-name = "b"
-addresses = ["192.0.2.2"]
-[[service]]
-name = "app.gslb.test"
-answers = 2
-endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
-"#
+{TWO_GATEWAYS}"#
     );
     let g = Gslb::start(&body);
     let admin = g.admin.unwrap().to_string();

@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::check::compile_check;
 use super::schema::{self};
 use super::settings::{compile_admin, compile_regions, compile_server};
-use super::zone::{compile_zone, find_zone, parse_name, ttl_secs};
+use super::zone::{compile_zone, find_zone, parse_name, reject_cname_loops, ttl_secs};
 use super::{ConfigError, Locator};
 use crate::plan::{
     CheckId, CheckKind, Endpoint, Gateway, GatewayId, HealthSettings, Plan, RegionId, Service,
@@ -42,6 +42,7 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
         }
         zones.push(zone);
     }
+    reject_cname_loops(loc, &file.zones, &zones)?;
 
     let regions = compile_regions(loc, &file.regions)?;
     let region_index: HashMap<&str, RegionId> = regions

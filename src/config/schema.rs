@@ -218,8 +218,20 @@ pub struct RecordDef {
     pub name: Spanned<String>,
     #[serde(rename = "type")]
     pub rtype: Spanned<String>,
-    pub value: Spanned<String>,
+    /// One text, or for TXT a list of the record's exact character-strings.
+    pub value: Spanned<RecordValue>,
     pub ttl: Option<Dur>,
+    /// TXT only: split a single text longer than 255 bytes into 255-byte strings
+    /// (without it such a text is an error: the split changes the record).
+    #[serde(default)]
+    pub split: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RecordValue {
+    One(String),
+    Strings(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]

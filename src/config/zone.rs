@@ -8,7 +8,7 @@ use hickory_proto::rr::{Name, RData, Record};
 use toml::Spanned;
 
 use super::compile::parse_ip;
-use super::schema::ZoneDef;
+use super::schema::{RecordValue, ZoneDef};
 use super::{ConfigError, Locator};
 use crate::plan::{Zone, ZoneId};
 
@@ -87,9 +87,32 @@ pub(super) fn compile_zone(loc: &Locator<'_>, z: &ZoneDef) -> Result<Zone> {
             ));
         }
         let rttl = r.ttl.map_or(ttl, |d| ttl_secs(d.0));
-        let value = r.value.get_ref().trim();
+        let rtype = r.rtype.get_ref().to_ascii_uppercase();
+        if r.split && rtype != "TXT" {
+            return Err(loc.error(r.rtype.span(), "`split` applies to TXT records only"));
+        }
+        let value = match r.value.get_ref() {
+            RecordValue::One(v) => v.trim(),
+            RecordValue::Strings(strings) => {
+                if rtype != "TXT" {
+                    return Err(loc.error(
+                        r.value.span(),
+                        format!("a list of strings is a TXT value; {rtype} takes one text"),
+                    ));
+                }
+                if r.split {
+                    return Err(loc.error(
+                        r.value.span(),
+                        "`split` applies to a single text, not to a list of strings",
+                    ));
+                }
+                let rdata = RData::TXT(TXT::new(txt_strings(loc, &r.value, strings)?));
+                records.push(Record::from_rdata(name, rttl, rdata));
+                continue;
+            }
+        };
         let bad = |what: &str| loc.error(r.value.span(), format!("invalid {what} value {value:?}"));
-        let rdata = match r.rtype.get_ref().to_ascii_uppercase().as_str() {
+        let rdata = match rtype.as_str() {
             "A" => RData::A(A(value.parse().map_err(|_| bad("A"))?)),
             "AAAA" => RData::AAAA(AAAA(value.parse().map_err(|_| bad("AAAA"))?)),
             "CNAME" => {
@@ -100,7 +123,24 @@ pub(super) fn compile_zone(loc: &Locator<'_>, z: &ZoneDef) -> Result<Zone> {
                     parse_name_str(value, Some(&origin)).map_err(|_| bad("CNAME"))?,
                 ))
             }
-            "TXT" => RData::TXT(TXT::new(split_txt(value))),
+            "TXT" => {
+                // A single text is kept as it is written (not trimmed): spaces can matter.
+                let RecordValue::One(text) = r.value.get_ref() else {
+                    unreachable!("lists were handled above")
+                };
+                if text.len() > 255 && !r.split {
+                    return Err(loc.error(
+                        r.value.span(),
+                        format!(
+                            "TXT text of {} bytes: a character-string holds at most 255; \
+                             write the record's strings as a list, or set split = true \
+                             to cut it every 255 bytes",
+                            text.len()
+                        ),
+                    ));
+                }
+                RData::TXT(TXT::new(split_txt(text)))
+            }
             "MX" => {
                 let (pref, host) = value
                     .split_once(char::is_whitespace)
@@ -147,6 +187,48 @@ pub(super) fn compile_zone(loc: &Locator<'_>, z: &ZoneDef) -> Result<Zone> {
     })
 }
 
+/// An in-zone CNAME loop (`a → b → a`) can never be answered: reject it, at the first
+/// alias of the loop in file order. Chains that end are fine (answers follow up to 8).
+pub(super) fn reject_cname_loops(
+    loc: &Locator<'_>,
+    defs: &[ZoneDef],
+    zones: &[Zone],
+) -> Result<()> {
+    let alias_of = |name: &Name| {
+        zones
+            .iter()
+            .flat_map(|z| &z.records)
+            .find_map(|r| match &r.data {
+                RData::CNAME(CNAME(target)) if &r.name == name => Some(target),
+                _ => None,
+            })
+    };
+    for (def, zone) in defs.iter().zip(zones) {
+        for r in def
+            .records
+            .iter()
+            .filter(|r| r.rtype.get_ref().eq_ignore_ascii_case("CNAME"))
+        {
+            let start = parse_name(loc, &r.name, Some(&zone.origin))?;
+            let mut chain = vec![&start];
+            while let Some(next) = alias_of(chain[chain.len() - 1]) {
+                if next == &start {
+                    let path: Vec<String> = chain.iter().map(|n| n.to_string()).collect();
+                    return Err(loc.error(
+                        r.value.span(),
+                        format!("CNAME loop: {} → {start}", path.join(" → ")),
+                    ));
+                }
+                if chain.contains(&next) {
+                    break; // a loop further on; reported at its own first alias
+                }
+                chain.push(next);
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn find_zone(zones: &[Zone], name: &Name) -> Option<ZoneId> {
     zones
         .iter()
@@ -190,6 +272,29 @@ pub(super) fn parse_name_str(
         }
     }
     Ok(name.to_lowercase())
+}
+
+/// The exact character-strings of a TXT record, each at most 255 bytes
+/// (RFC 1035 §3.3.14).
+fn txt_strings(
+    loc: &Locator<'_>,
+    value: &Spanned<RecordValue>,
+    strings: &[String],
+) -> Result<Vec<String>> {
+    if strings.is_empty() {
+        return Err(loc.error(value.span(), "a TXT record needs at least one string"));
+    }
+    if let Some((i, s)) = strings.iter().enumerate().find(|(_, s)| s.len() > 255) {
+        return Err(loc.error(
+            value.span(),
+            format!(
+                "TXT string {} is {} bytes: a character-string holds at most 255",
+                i + 1,
+                s.len()
+            ),
+        ));
+    }
+    Ok(strings.to_vec())
 }
 
 /// TXT strings are at most 255 bytes each (RFC 1035 §3.3.14).

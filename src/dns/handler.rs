@@ -164,6 +164,9 @@ fn transport(p: Protocol) -> Transport {
     }
 }
 
+/// The most aliases one answer gives for an in-zone CNAME chain.
+const MAX_CHAIN: usize = 8;
+
 /// A response under construction; records borrow from the snapshot.
 struct Answer<'a> {
     snap: &'a Snapshot,
@@ -270,42 +273,60 @@ impl<'a> Answer<'a> {
             return true;
         }
         if let Some(cname) = of_type(RecordType::CNAME).and_then(|v| v.first()) {
-            self.answers.push(cname);
-            // Follow the alias one step when the target is ours, so a resolver gets the
-            // final address in one round trip (RFC 1034 §4.3.2 step 3a).
-            // The rcode and negative data then describe the end of the chain (RFC 6604
-            // §2.1, RFC 2308 §2.1/§2.2): NXDOMAIN when the target does not exist, and
-            // the target zone's SOA when it has no data of this type.
-            if let RData::CNAME(target) = &cname.data {
-                let target = LowerName::new(&target.0);
-                match snap.zones.nodes.get(&target) {
-                    Some((tz, node)) => {
-                        let found = match node {
-                            Node::Service(s) => self.service(*s, qtype),
-                            Node::Static(t) => match t.iter().find(|(rt, _)| *rt == qtype) {
-                                Some((_, v)) => {
-                                    self.answers.extend(v.iter());
-                                    true
-                                }
-                                None => false,
-                            },
-                            Node::EmptyNonTerminal => false,
-                        };
-                        if !found {
-                            self.authorities.push(snap.zones.negative_soa(*tz));
-                        }
-                    }
-                    None => {
-                        if let Some(tz) = snap.zones.zone_of(&target) {
-                            self.chain_rcode = Some(ResponseCode::NXDomain);
-                            self.authorities.push(snap.zones.negative_soa(tz));
-                        }
-                        // Outside our zones: the resolver follows the alias itself.
-                    }
-                }
-            }
+            self.follow(cname, qtype);
             return true;
         }
         false
+    }
+
+    /// Answers an alias and follows its in-zone chain, up to [`MAX_CHAIN`] aliases, so
+    /// a resolver gets the final address in one round trip (RFC 1034 §4.3.2 step 3a).
+    /// The rcode and negative data then describe the end of the chain (RFC 6604 §2.1,
+    /// RFC 2308 §2.1/§2.2): NXDOMAIN when the last target does not exist, and its
+    /// zone's SOA when it has no data of this type. A chain that leaves our zones, is
+    /// longer than the limit or loops (`gslb check` rejects loops) ends at the last
+    /// alias given, with no negative data: the resolver continues from there, and we
+    /// never assert anything about a name we did not look at.
+    fn follow(&mut self, first: &'a Record, qtype: RecordType) {
+        let snap = self.snap;
+        let mut cname = first;
+        for _ in 0..MAX_CHAIN {
+            self.answers.push(cname);
+            let RData::CNAME(target) = &cname.data else {
+                return;
+            };
+            let target = LowerName::new(&target.0);
+            let Some((tz, node)) = snap.zones.nodes.get(&target) else {
+                if let Some(tz) = snap.zones.zone_of(&target) {
+                    self.chain_rcode = Some(ResponseCode::NXDomain);
+                    self.authorities.push(snap.zones.negative_soa(tz));
+                }
+                return;
+            };
+            let found = match node {
+                Node::Service(s) => self.service(*s, qtype),
+                Node::Static(by_type) => {
+                    let of_type =
+                        |t: RecordType| by_type.iter().find(|(rt, _)| *rt == t).map(|(_, v)| v);
+                    if let Some(v) = of_type(qtype) {
+                        self.answers.extend(v.iter());
+                        true
+                    } else if let Some(next) = of_type(RecordType::CNAME).and_then(|v| v.first()) {
+                        if self.answers.iter().any(|r| std::ptr::eq(*r, next)) {
+                            return;
+                        }
+                        cname = next;
+                        continue;
+                    } else {
+                        false
+                    }
+                }
+                Node::EmptyNonTerminal => false,
+            };
+            if !found {
+                self.authorities.push(snap.zones.negative_soa(*tz));
+            }
+            return;
+        }
     }
 }

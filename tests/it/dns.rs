@@ -17,6 +17,19 @@ const BOTH: [Transport; 2] = [Transport::Udp, Transport::Tcp];
 /// Number of gateways behind `big.gslb.test`; each has one IPv4 and two IPv6 addresses.
 const BIG: usize = 20;
 
+/// Eight strings of 203 bytes, as a DKIM key is published.
+fn dkim_strings() -> Vec<String> {
+    (0..8).map(|i| format!("{i}{}", "k".repeat(202))).collect()
+}
+
+fn txt_strings(m: &Message) -> Vec<Vec<u8>> {
+    assert_eq!(m.answers.len(), 1, "one TXT record: {m:?}");
+    match &m.answers[0].data {
+        RData::TXT(txt) => txt.txt_data.iter().map(|s| s.to_vec()).collect(),
+        other => panic!("not TXT: {other:?}"),
+    }
+}
+
 fn config() -> String {
     let mut c = String::from(
         r#"
@@ -36,6 +49,9 @@ record = [
   { name = "svc-alias", type = "CNAME", value = "app" },
   { name = "ext", type = "CNAME", value = "target.example.net." },
   { name = "dangling", type = "CNAME", value = "nothere" },
+  { name = "hop1", type = "CNAME", value = "hop2" },
+  { name = "hop2", type = "CNAME", value = "svc-alias" },
+  { name = "hop-gone", type = "CNAME", value = "dangling" },
   { name = "txt", type = "TXT", value = "hello world" },
   { name = "@", type = "MX", value = "10 mail" },
   { name = "mail", type = "A", value = "192.0.2.25", ttl = "5m" },
@@ -57,6 +73,36 @@ addresses = ["192.0.2.1"]
 name = "app.gslb.test"
 endpoints = [{ gateway = "one" }]
 "#,
+    );
+    // A DKIM-sized TXT written as its exact strings, and a long text split on request.
+    let dkim = dkim_strings()
+        .iter()
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let long = format!("{:?}", "s".repeat(300));
+    c = c.replace(
+        "  { name = \"txt\",",
+        &format!(
+            "  {{ name = \"dkim\", type = \"TXT\", value = [{dkim}] }},\n  \
+             {{ name = \"split\", type = \"TXT\", value = {long}, split = true }},\n  \
+             {{ name = \"txt\","
+        ),
+    );
+    // long0 → long1 → … → long9 → www: longer than one answer follows.
+    let long_chain: String = (0..10)
+        .map(|i| {
+            let to = if i == 9 {
+                "www".to_string()
+            } else {
+                format!("long{}", i + 1)
+            };
+            format!("  {{ name = \"long{i}\", type = \"CNAME\", value = \"{to}\" }},\n")
+        })
+        .collect();
+    c = c.replace(
+        "  { name = \"txt\",",
+        &format!("{long_chain}  {{ name = \"txt\","),
     );
     for i in 1..=BIG {
         c.push_str(&format!(
@@ -246,6 +292,23 @@ fn static_records() {
             other => panic!("not TXT: {other:?}"),
         }
         assert!(m.metadata.authoritative);
+
+        // The record's strings come back exactly as written (not re-cut every 255 bytes).
+        // Over 512 bytes: UDP without EDNS says truncated, TCP carries it.
+        let m = ask(g.addr, "dkim.gslb.test", RecordType::TXT, t);
+        if t == Transport::Udp {
+            assert!(
+                m.metadata.truncation,
+                "{}",
+                ctx("DKIM TXT is over 512 bytes")
+            );
+        } else {
+            let want: Vec<Vec<u8>> = dkim_strings().into_iter().map(String::into_bytes).collect();
+            assert_eq!(txt_strings(&m), want, "{}", ctx("DKIM TXT"));
+        }
+        let m = ask(g.addr, "split.gslb.test", RecordType::TXT, t);
+        let lens: Vec<usize> = txt_strings(&m).iter().map(Vec::len).collect();
+        assert_eq!(lens, vec![255, 45], "{}", ctx("split TXT"));
 
         let m = ask(g.addr, "gslb.test", RecordType::MX, t);
         assert_answer(
@@ -1035,6 +1098,51 @@ fn tcp_client_that_never_reads_is_closed() {
     let m = Message::from_vec(&reply).unwrap();
     assert_eq!(a_records(&m), vec![Ipv4Addr::new(192, 0, 2, 1)]);
     drop(stuck);
+}
+
+/// In-zone chains are followed to their end (up to 8 aliases): the answer holds every
+/// alias and the final data, and the end decides the rcode. A chain longer than that
+/// ends at the 8th alias with no negative data, so the resolver continues from there.
+#[test]
+fn cname_chains_are_followed_to_the_end() {
+    let g = start();
+    for t in BOTH {
+        let m = ask(g.addr, "hop1.gslb.test", RecordType::A, t);
+        assert_answer(
+            &m,
+            &[
+                "hop1.gslb.test. 3600 IN CNAME hop2.gslb.test.",
+                "hop2.gslb.test. 3600 IN CNAME svc-alias.gslb.test.",
+                "svc-alias.gslb.test. 3600 IN CNAME app.gslb.test.",
+                "app.gslb.test. 30 IN A 192.0.2.1",
+            ],
+            &format!("hop1 A over {t:?}"),
+        );
+
+        let m = ask(g.addr, "hop1.gslb.test", RecordType::MX, t);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{t:?}");
+        assert_eq!(m.answers.len(), 3, "three aliases, no MX: {t:?}");
+        assert_eq!(show(&m.authorities), vec![neg_soa_gslb()], "{t:?}");
+
+        let m = ask(g.addr, "hop-gone.gslb.test", RecordType::A, t);
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{t:?}");
+        assert_eq!(
+            show(&m.answers),
+            vec![
+                "hop-gone.gslb.test. 3600 IN CNAME dangling.gslb.test.",
+                "dangling.gslb.test. 3600 IN CNAME nothere.gslb.test.",
+            ],
+            "{t:?}"
+        );
+        assert_eq!(show(&m.authorities), vec![neg_soa_gslb()], "{t:?}");
+
+        let m = ask(g.addr, "long0.gslb.test", RecordType::A, t);
+        let want: Vec<String> = (0..8)
+            .map(|i| format!("long{i}.gslb.test. 3600 IN CNAME long{}.gslb.test.", i + 1))
+            .collect();
+        let want: Vec<&str> = want.iter().map(String::as_str).collect();
+        assert_answer(&m, &want, &format!("long0 A over {t:?}"));
+    }
 }
 
 /// The end of an in-zone CNAME chain decides the rcode and the negative data (RFC 6604

@@ -7,12 +7,14 @@
 mod common;
 
 mod check;
+mod deploy;
 mod dns;
 mod health;
 mod hostile;
 mod locality;
 mod locality_props;
 mod ops;
+mod prometheus;
 mod robustness;
 mod smoke;
 mod tls;

@@ -24,11 +24,11 @@ use serde_json::{Value, json};
 // ------------------------------------------------------------------------- HTTP client
 
 #[derive(Debug)]
-struct HttpResp {
-    status: u16,
+pub(crate) struct HttpResp {
+    pub(crate) status: u16,
     /// Lower-cased names.
-    headers: Vec<(String, String)>,
-    body: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
 }
 
 impl HttpResp {
@@ -51,7 +51,12 @@ impl HttpResp {
 
 /// One request on a fresh connection (`Connection: close`), read to EOF. `Host` is the
 /// address unless `extra` gives one.
-fn http(addr: SocketAddr, method: &str, target: &str, extra: &[(&str, &str)]) -> HttpResp {
+pub(crate) fn http(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    extra: &[(&str, &str)],
+) -> HttpResp {
     // A listener on 0.0.0.0 is reached over loopback.
     let addr = if addr.ip().is_unspecified() {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())

@@ -1251,6 +1251,89 @@ fn unreadable_state_files_stop_check_and_serve() {
     );
 }
 
+/// A TCP connection to `to` from the loopback address `from`.
+fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::new(from.parse().unwrap(), 0).into())
+        .unwrap();
+    s.connect_timeout(&to.into(), Duration::from_secs(5))
+        .unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// The status of `GET path` over a connection from `from`, or `None` when the server
+/// closed it without a reply.
+fn get_from(from: &str, to: SocketAddr, path: &str) -> Option<u16> {
+    let mut s = connect_from(from, to);
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return None;
+    }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let head = String::from_utf8_lossy(&raw);
+    head.split(' ').nth(1).and_then(|c| c.parse().ok())
+}
+
+/// A kept-alive connection from `from` on which the server answered `GET /livez`: it
+/// holds an admin slot for as long as it stays open. `None` when the server closed it.
+fn hold_from(from: &str, to: SocketAddr) -> Option<TcpStream> {
+    let mut s = connect_from(from, to);
+    let req = format!("GET /livez HTTP/1.1\r\nHost: {to}\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if raw.len() >= end + 4 + len {
+                assert!(text.starts_with("http/1.1 200"), "{text}");
+                return Some(s);
+            }
+        }
+    }
+}
+
+/// One address holds at most 16 admin connections: a client holding them all cannot
+/// lock another client out of /metrics, and it gets its slots back when it lets go.
+/// Each held connection is proven to hold its slot (the server answered on it and keeps
+/// it open), so the 17th is refused at once, with no waiting.
+#[test]
+fn one_peer_cannot_take_every_admin_connection() {
+    let g = Gslb::start(&format!("[admin]\nlisten = \"127.0.0.1:0\"\n{ZONE}"));
+    let admin = g.admin.unwrap();
+    let held: Vec<TcpStream> = (0..16)
+        .map(|i| {
+            hold_from("127.0.0.170", admin).unwrap_or_else(|| panic!("connection {i} refused"))
+        })
+        .collect();
+    assert_eq!(
+        get_from("127.0.0.170", admin, "/livez"),
+        None,
+        "a 17th connection from one address was served"
+    );
+    assert_eq!(get_from("127.0.0.171", admin, "/metrics"), Some(200));
+    assert_eq!(get_from("127.0.0.1", admin, "/livez"), Some(200));
+    drop(held);
+    // The server frees the slots when it sees the connections close.
+    let back = wait_until(Duration::from_secs(3), || {
+        get_from("127.0.0.170", admin, "/livez") == Some(200)
+    });
+    assert!(back.is_some(), "the address did not get its slots back");
+}
+
 /// `gslb ctl`: the admin API from the command line, with the token read from the config
 /// file (`--admin` because the file's port is 0). Exit 0 when the server accepted the
 /// call, 1 with its reason otherwise.

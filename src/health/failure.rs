@@ -51,6 +51,19 @@ pub enum ProbeFailure {
 }
 
 impl ProbeFailure {
+    /// A failure of this process, not of the target (no descriptor, no buffer): it is
+    /// no verdict about the target.
+    pub fn is_local(&self) -> bool {
+        match self {
+            ProbeFailure::Io(IoFailure {
+                kind: IoKind::LocalResource(_),
+                ..
+            }) => true,
+            ProbeFailure::BodyRead { cause, .. } => cause.is_local(),
+            _ => false,
+        }
+    }
+
     /// The `outcome` label this failure is counted under.
     pub fn outcome(&self) -> ProbeOutcome {
         match self {
@@ -96,12 +109,29 @@ pub enum IoKind {
     HostUnreachable,
     NetworkUnreachable,
     ClosedEarly,
+    /// This process or host ran out of something (descriptors, buffers, memory): the
+    /// error says nothing about the target.
+    LocalResource(&'static str),
     Other(String),
 }
 
 impl IoFailure {
     pub fn new(stage: Stage, e: &std::io::Error) -> IoFailure {
         use std::io::ErrorKind as E;
+        // EMFILE, ENFILE, ENOBUFS, ENOMEM (Linux numbers).
+        let local = match e.raw_os_error() {
+            Some(24) => Some("out of file descriptors (EMFILE)"),
+            Some(23) => Some("system out of file descriptors (ENFILE)"),
+            Some(105) => Some("out of socket buffers (ENOBUFS)"),
+            Some(12) => Some("out of memory (ENOMEM)"),
+            _ => None,
+        };
+        if let Some(what) = local {
+            return IoFailure {
+                stage,
+                kind: IoKind::LocalResource(what),
+            };
+        }
         let kind = match e.kind() {
             E::ConnectionRefused => IoKind::Refused,
             E::ConnectionReset => IoKind::Reset,
@@ -124,6 +154,7 @@ impl IoFailure {
             IoKind::HostUnreachable => "host unreachable",
             IoKind::NetworkUnreachable => "network unreachable",
             IoKind::ClosedEarly => "closed early",
+            IoKind::LocalResource(what) => what,
             IoKind::Other(e) => return format!("{}: {e}", self.stage.as_str()),
         };
         format!("{} {what}", self.stage.as_str())

@@ -87,7 +87,7 @@ impl Timing {
     pub fn judge(&self, took: Duration, result: Option<ProbeResult>) -> Judged {
         let result = result.unwrap_or(Err(ProbeFailure::Timeout(self.timeout)));
         match result {
-            Err(e) if took > self.timeout.saturating_add(self.starved_slack) => {
+            Err(e) if took > self.timeout.saturating_add(self.starved_slack) || e.is_local() => {
                 Judged::Inconclusive(e)
             }
             r => Judged::Conclusive(r),
@@ -150,6 +150,25 @@ mod tests {
             per_service: false,
             user_agent: String::new(),
         }
+    }
+
+    #[test]
+    fn local_resource_failures_are_inconclusive() {
+        use crate::health::failure::{IoFailure, Stage};
+        let t = Timing::new(&check(1000, 200));
+        let emfile = std::io::Error::from_raw_os_error(24);
+        let e: ProbeFailure = IoFailure::new(Stage::Connect, &emfile).into();
+        assert_eq!(e.to_string(), "connect out of file descriptors (EMFILE)");
+        assert_eq!(
+            t.judge(ms(1), Some(Err(e.clone()))),
+            Judged::Inconclusive(e)
+        );
+        let refused = std::io::Error::from_raw_os_error(111);
+        let e: ProbeFailure = IoFailure::new(Stage::Connect, &refused).into();
+        assert_eq!(
+            t.judge(ms(1), Some(Err(e.clone()))),
+            Judged::Conclusive(Err(e))
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod dns;
 pub mod explain;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod overrides;
 pub mod plan;

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use gslb::config;
 use gslb::dns::{Handler, server};
+use gslb::limits;
 use gslb::metrics::Metrics;
 use gslb::publisher::Publisher;
 
@@ -186,6 +187,17 @@ fn run(command: Command) -> anyhow::Result<()> {
                     );
                 }
             }
+            // `serve` raises the soft descriptor limit to the hard one: judge by that.
+            let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .context("cannot read the file descriptor limit")?;
+            let budget = limits::budget(&plan, limits::udp_per_addr(&plan), hard)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            if budget.tcp_lowered(&plan) {
+                eprintln!(
+                    "gslb: warning: tcp_max_connections {} will be lowered to {} (file descriptor limit {}, {} kept for probes)",
+                    plan.server.tcp_max_connections, budget.tcp, budget.limit, budget.probes
+                );
+            }
             println!(
                 "{}: ok ({} zones, {} gateways, {} checks, {} services, {} probe targets)",
                 path.display(),
@@ -253,10 +265,8 @@ fn serve(plan: gslb::plan::Plan, path: Option<PathBuf>, demo: bool) -> anyhow::R
                 .await
                 .context("cannot start the demo gateways")?;
         }
-        let per_addr = match plan.server.udp_sockets {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
+        let per_addr = limits::udp_per_addr(&plan);
+        let budget = descriptor_budget(&plan, per_addr)?;
         let sockets = server::bind(&plan.server.listen, per_addr)?;
         let admin_listener = match &plan.admin {
             Some(a) => Some(
@@ -268,12 +278,16 @@ fn serve(plan: gslb::plan::Plan, path: Option<PathBuf>, demo: bool) -> anyhow::R
         };
         let limits = server::TcpLimits {
             idle_timeout: plan.server.tcp_idle_timeout,
-            max_connections: plan.server.tcp_max_connections,
+            message_timeout: plan.server.tcp_message_timeout,
+            max_connections: budget.tcp,
+            max_per_source: plan.server.tcp_max_connections_per_source,
         };
         let grace = plan.server.grace_period;
         let admin_settings = plan.admin.clone();
 
-        let runtime = Publisher::start(plan, path, Metrics::new())?;
+        let metrics = Metrics::new();
+        let tcp_metrics = metrics.tcp.clone();
+        let runtime = Publisher::start(plan, path, metrics)?;
         let shutdown = CancellationToken::new();
         // Before the "listening" lines: whoever reads them may signal at once, and a
         // SIGHUP or SIGTERM without a handler installed kills the process.
@@ -296,7 +310,13 @@ fn serve(plan: gslb::plan::Plan, path: Option<PathBuf>, demo: bool) -> anyhow::R
         }
 
         let handler = Arc::new(Handler::new(runtime.shared()));
-        let dns = tokio::spawn(server::run(sockets, handler, limits, shutdown.clone()));
+        let dns = tokio::spawn(server::run(
+            sockets,
+            handler,
+            limits,
+            tcp_metrics,
+            shutdown.clone(),
+        ));
         shutdown.cancelled().await;
         match tokio::time::timeout(grace, dns).await {
             Ok(Ok(r)) => r?,
@@ -308,6 +328,35 @@ fn serve(plan: gslb::plan::Plan, path: Option<PathBuf>, demo: bool) -> anyhow::R
         info!("stopped");
         Ok(())
     })
+}
+
+/// Raises the soft descriptor limit to the hard one, and shares it out: the probes keep
+/// their reserve, the TCP cap gets what is left (said in the log either way).
+fn descriptor_budget(
+    plan: &gslb::plan::Plan,
+    udp_per_addr: usize,
+) -> anyhow::Result<limits::Budget> {
+    let limit = rlimit::increase_nofile_limit(u64::MAX)
+        .context("cannot read or raise the file descriptor limit")?;
+    let b = limits::budget(plan, udp_per_addr, limit).map_err(anyhow::Error::msg)?;
+    if b.tcp_lowered(plan) {
+        warn!(
+            configured = plan.server.tcp_max_connections,
+            tcp = b.tcp,
+            limit = b.limit,
+            probes = b.probes,
+            "tcp_max_connections lowered so that probes keep their descriptors; raise LimitNOFILE to serve more"
+        );
+    } else {
+        info!(
+            limit = b.limit,
+            tcp = b.tcp,
+            probes = b.probes,
+            fixed = b.fixed,
+            "file descriptors"
+        );
+    }
+    Ok(b)
 }
 
 /// SIGHUP reloads; SIGTERM and SIGINT start the shutdown.

@@ -53,7 +53,9 @@ pub struct ServerSettings {
     pub udp_sockets: usize,
     pub max_udp_payload: u16,
     pub tcp_idle_timeout: Duration,
+    pub tcp_message_timeout: Duration,
     pub tcp_max_connections: usize,
+    pub tcp_max_connections_per_source: usize,
     pub grace_period: Duration,
 }
 

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::check::compile_check;
 use super::schema::{self};
-use super::settings::{compile_admin, compile_regions, compile_server};
+use super::settings::{compile_admin, compile_regions, compile_server, count_in_range};
 use super::zone::{compile_zone, find_zone, parse_name, reject_cname_loops, ttl_secs};
 use super::{ConfigError, Locator};
 use crate::plan::{
@@ -22,12 +22,11 @@ type Result<T> = std::result::Result<T, ConfigError>;
 
 pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
     let server = compile_server(loc, &file.server)?;
-    if *file.health.max_concurrent_probes.get_ref() == 0 {
-        return Err(loc.error(
-            file.health.max_concurrent_probes.span(),
-            "max_concurrent_probes must be at least 1",
-        ));
-    }
+    count_in_range(
+        loc,
+        &file.health.max_concurrent_probes,
+        "max_concurrent_probes",
+    )?;
     let admin = match &file.admin {
         Some(a) => Some(compile_admin(loc, a)?),
         None => None,
@@ -198,6 +197,27 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
                         e.gateway.get_ref()
                     ),
                 ));
+            }
+            // RFC 2181 §5: an RRset holds each record once; two gateways that share an
+            // address would put it in one answer twice (and weigh it double).
+            let addrs = |g: GatewayId| {
+                let g = &gateways[g];
+                let v4 = g.v4.iter().map(|a| IpAddr::V4(*a));
+                v4.chain(g.v6.iter().map(|a| IpAddr::V6(*a)))
+                    .collect::<Vec<_>>()
+            };
+            for other in &endpoints {
+                let theirs = addrs(other.gateway);
+                if let Some(a) = addrs(gw).into_iter().find(|a| theirs.contains(a)) {
+                    return Err(loc.error(
+                        e.gateway.span(),
+                        format!(
+                            "gateway {:?} has address {a}, as gateway {:?} does: service {name} would answer it twice",
+                            e.gateway.get_ref(),
+                            gateways[other.gateway].name
+                        ),
+                    ));
+                }
             }
             let target = match check {
                 None => None,

@@ -37,17 +37,26 @@ pub struct ServerDef {
     #[serde(default = "default_listen")]
     pub listen: Vec<Spanned<String>>,
     /// UDP sockets per listen address (SO_REUSEPORT); 0 = one per CPU.
-    #[serde(default)]
-    pub udp_sockets: usize,
+    #[serde(default = "default_udp_sockets")]
+    pub udp_sockets: Spanned<usize>,
     /// Largest UDP response we send, whatever the client advertises (RFC 9715 suggests 1232).
     #[serde(default = "default_udp_payload")]
     pub max_udp_payload: Spanned<u16>,
-    /// A TCP connection that sends nothing for this long is closed.
+    /// A TCP connection that sends nothing for this long between messages is closed.
     #[serde(default = "default_tcp_idle")]
-    pub tcp_idle_timeout: Dur,
-    /// Connections beyond this are closed at once.
+    pub tcp_idle_timeout: Spanned<Dur>,
+    /// Once the first byte of a TCP message arrived, the whole message must arrive
+    /// within this (Knot's tcp-io-timeout); a trickling client is cut off.
+    #[serde(default = "default_tcp_message")]
+    pub tcp_message_timeout: Spanned<Dur>,
+    /// TCP connections open at once; when full, the one idle longest makes room. Lowered
+    /// at start if the file descriptor limit cannot hold it beside the probes.
     #[serde(default = "default_tcp_max")]
-    pub tcp_max_connections: usize,
+    pub tcp_max_connections: Spanned<usize>,
+    /// TCP connections one source (IPv4 address, IPv6 /64) may hold; its own
+    /// connection idle longest makes room for its next one.
+    #[serde(default = "default_tcp_per_source")]
+    pub tcp_max_connections_per_source: Spanned<usize>,
     /// On SIGTERM, how long open TCP connections get to finish before we exit.
     #[serde(default = "default_grace")]
     pub grace_period: Dur,
@@ -110,10 +119,12 @@ impl Default for ServerDef {
     fn default() -> Self {
         ServerDef {
             listen: default_listen(),
-            udp_sockets: 0,
+            udp_sockets: default_udp_sockets(),
             max_udp_payload: default_udp_payload(),
             tcp_idle_timeout: default_tcp_idle(),
+            tcp_message_timeout: default_tcp_message(),
             tcp_max_connections: default_tcp_max(),
+            tcp_max_connections_per_source: default_tcp_per_source(),
             grace_period: default_grace(),
         }
     }
@@ -125,11 +136,20 @@ fn default_listen() -> Vec<Spanned<String>> {
 fn default_udp_payload() -> Spanned<u16> {
     Spanned::new(0..0, 1232)
 }
-fn default_tcp_idle() -> Dur {
-    Dur::secs(10)
+fn default_udp_sockets() -> Spanned<usize> {
+    Spanned::new(0..0, 0)
 }
-fn default_tcp_max() -> usize {
-    1024
+fn default_tcp_idle() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur::secs(10))
+}
+fn default_tcp_message() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur::secs(2))
+}
+fn default_tcp_max() -> Spanned<usize> {
+    Spanned::new(0..0, 1024)
+}
+fn default_tcp_per_source() -> Spanned<usize> {
+    Spanned::new(0..0, 64)
 }
 
 #[derive(Debug, Deserialize)]

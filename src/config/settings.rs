@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use toml::Spanned;
+
 use super::compile::nonempty;
 use super::schema;
 use super::{ConfigError, Locator};
@@ -61,6 +63,24 @@ pub(super) fn compile_regions(
     Ok(out)
 }
 
+/// More of anything that holds a file descriptor than Linux lets a process open
+/// (`fs.nr_open`, 1,048,576 by default) cannot be served; larger values also overflow
+/// tokio's semaphores.
+pub(super) const MAX_DESCRIPTORS: usize = 1 << 20;
+const MAX_UDP_SOCKETS: usize = 1024;
+
+/// A count of descriptor-holding things: from 1 to [`MAX_DESCRIPTORS`].
+pub(super) fn count_in_range(loc: &Locator<'_>, n: &Spanned<usize>, what: &str) -> Result<()> {
+    let v = *n.get_ref();
+    if v == 0 || v > MAX_DESCRIPTORS {
+        return Err(loc.error(
+            n.span(),
+            format!("{what}: {v} is out of range (1 to {MAX_DESCRIPTORS})"),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn compile_server(loc: &Locator<'_>, s: &schema::ServerDef) -> Result<ServerSettings> {
     let mut listen = Vec::new();
     for l in &s.listen {
@@ -78,12 +98,31 @@ pub(super) fn compile_server(loc: &Locator<'_>, s: &schema::ServerDef) -> Result
             "max_udp_payload must be at least 512",
         ));
     }
+    for d in [&s.tcp_idle_timeout, &s.tcp_message_timeout] {
+        if d.get_ref().0.is_zero() {
+            return Err(loc.error(d.span(), "a TCP timeout must be longer than 0s"));
+        }
+    }
+    count_in_range(loc, &s.tcp_max_connections, "tcp_max_connections")?;
+    count_in_range(
+        loc,
+        &s.tcp_max_connections_per_source,
+        "tcp_max_connections_per_source",
+    )?;
+    if *s.udp_sockets.get_ref() > MAX_UDP_SOCKETS {
+        return Err(loc.error(
+            s.udp_sockets.span(),
+            format!("udp_sockets must be at most {MAX_UDP_SOCKETS} per address"),
+        ));
+    }
     Ok(ServerSettings {
         listen,
-        udp_sockets: s.udp_sockets,
+        udp_sockets: *s.udp_sockets.get_ref(),
         max_udp_payload: *s.max_udp_payload.get_ref(),
-        tcp_idle_timeout: s.tcp_idle_timeout.0,
-        tcp_max_connections: s.tcp_max_connections.max(1),
+        tcp_idle_timeout: s.tcp_idle_timeout.get_ref().0,
+        tcp_message_timeout: s.tcp_message_timeout.get_ref().0,
+        tcp_max_connections: *s.tcp_max_connections.get_ref(),
+        tcp_max_connections_per_source: *s.tcp_max_connections_per_source.get_ref(),
         grace_period: s.grace_period.0,
     })
 }

@@ -1,8 +1,10 @@
 //! The DNS front: authoritative semantics (`handler`), the reply's wire encoding
 //! (`wire`) and the socket loops (`server`).
 
+mod conns;
 pub mod handler;
 pub mod server;
+mod tcp;
 mod wire;
 
 pub use handler::{Handler, Outcome};

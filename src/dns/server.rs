@@ -14,15 +14,16 @@ use std::time::Duration;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 use socket2::{Domain, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
+use super::conns::Conns;
 use super::handler::Handler;
+use super::tcp;
 use super::wire::{formerr_reply, opt_framing_ok};
+use crate::metrics::TcpMetrics;
 
 /// Sockets bound for one configuration, before any task runs on them.
 pub struct Sockets {
@@ -106,8 +107,13 @@ fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
 /// Limits for the TCP side.
 #[derive(Debug, Clone, Copy)]
 pub struct TcpLimits {
+    /// Between messages: a connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
+    /// A message whose first length byte arrived must be complete within this.
+    pub message_timeout: Duration,
     pub max_connections: usize,
+    /// Connections one source (IPv4 address, IPv6 /64) may hold.
+    pub max_per_source: usize,
 }
 
 /// Runs every socket until `shutdown` is cancelled. UDP loops stop at once; TCP
@@ -116,6 +122,7 @@ pub async fn run(
     sockets: Sockets,
     handler: Arc<Handler>,
     limits: TcpLimits,
+    metrics: TcpMetrics,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let mut tasks = JoinSet::new();
@@ -123,14 +130,15 @@ pub async fn run(
         let socket = UdpSocket::from_std(s)?;
         tasks.spawn(udp_loop(socket, handler.clone(), shutdown.clone()));
     }
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let conns = Conns::new(limits.max_connections, limits.max_per_source);
     for l in sockets.tcp {
         let listener = TcpListener::from_std(l)?;
-        tasks.spawn(tcp_accept_loop(
+        tasks.spawn(tcp::accept_loop(
             listener,
             handler.clone(),
             limits,
-            permits.clone(),
+            conns.clone(),
+            metrics.clone(),
             shutdown.clone(),
         ));
     }
@@ -164,8 +172,9 @@ async fn udp_loop(socket: UdpSocket, handler: Arc<Handler>, shutdown: Cancellati
     }
 }
 
-/// Parses and answers one message into `out`; false when nothing is to be sent.
-fn answer(
+/// Parses and answers one message into `out`; false when nothing is to be sent. Every
+/// byte a client sends reaches this (the fuzz targets in `fuzz/` call it directly).
+pub fn answer(
     handler: &Handler,
     raw: &[u8],
     src: SocketAddr,
@@ -191,98 +200,6 @@ fn answer(
             out.clear();
             out.extend_from_slice(&h);
             true
-        }
-    }
-}
-
-async fn tcp_accept_loop(
-    listener: TcpListener,
-    handler: Arc<Handler>,
-    limits: TcpLimits,
-    permits: Arc<Semaphore>,
-    shutdown: CancellationToken,
-) {
-    let mut conns = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.cancelled() => break,
-        };
-        let (stream, src) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // ECONNABORTED and friends concern one connection, not the listener; a
-                // full descriptor table clears up when connections close, so pause.
-                warn!(error = %e, "tcp accept");
-                if matches!(e.raw_os_error(), Some(23 | 24)) {
-                    // ENFILE / EMFILE
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                continue;
-            }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            debug!(%src, "tcp connection limit reached; closing");
-            continue;
-        };
-        let handler = handler.clone();
-        let shutdown = shutdown.clone();
-        conns.spawn(async move {
-            let _permit = permit;
-            if let Err(e) = tcp_conn(stream, src, &handler, limits.idle_timeout, &shutdown).await {
-                debug!(error = %e, %src, "tcp connection ended");
-            }
-        });
-        while conns.try_join_next().is_some() {}
-    }
-    // Stop accepting, but let open connections finish what they are answering.
-    while conns.join_next().await.is_some() {}
-}
-
-/// One TCP connection: length-prefixed messages (RFC 1035 §4.2.2), answered in order,
-/// so pipelined queries work (RFC 7766 §6.2.1.1). Closed after `idle` without a query
-/// or when a reply cannot be written within `idle`, and between queries once shutdown
-/// starts.
-async fn tcp_conn(
-    mut stream: TcpStream,
-    src: SocketAddr,
-    handler: &Handler,
-    idle: Duration,
-    shutdown: &CancellationToken,
-) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut out = Vec::with_capacity(4096);
-    let mut msg = Vec::with_capacity(512);
-    loop {
-        let mut len = [0u8; 2];
-        tokio::select! {
-            r = tokio::time::timeout(idle, stream.read_exact(&mut len)) => match r {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(()), // idle
-            },
-            _ = shutdown.cancelled() => return Ok(()),
-        }
-        let len = u16::from_be_bytes(len) as usize;
-        msg.resize(len, 0);
-        // A query that started must arrive within the idle timeout too.
-        match tokio::time::timeout(idle, stream.read_exact(&mut msg)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(()),
-        }
-        if !answer(handler, &msg, src, Protocol::Tcp, &mut out) {
-            continue;
-        }
-        let mut frame = Vec::with_capacity(out.len() + 2);
-        frame.extend_from_slice(&(out.len() as u16).to_be_bytes());
-        frame.extend_from_slice(&out);
-        // A client that stops reading stalls this write once the socket buffers fill;
-        // bound it like a read, or the connection (and its slot) is held forever.
-        match tokio::time::timeout(idle, stream.write_all(&frame)).await {
-            Ok(r) => r?,
-            Err(_) => return Ok(()),
         }
     }
 }

@@ -17,10 +17,12 @@ use crate::plan::{EndpointId, Plan, ServiceId};
 
 mod probe;
 mod query;
+mod tcp;
 
 pub use probe::{ProbeOutcome, ProbeRecorder};
 
 pub use query::{Dropped, PROTOS, PlanMetrics, Transport};
+pub use tcp::{TcpClose, TcpMetrics};
 
 /// The metric families, registered once per process.
 pub struct Metrics {
@@ -44,6 +46,7 @@ pub struct Metrics {
     pub probe_lag: Histogram,
     pub probes_late: IntCounter,
     pub cert_expiry: prometheus::GaugeVec,
+    pub tcp: TcpMetrics,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -200,6 +203,7 @@ impl Metrics {
         reg(Box::new(probes_late.clone()));
         reg(Box::new(cert_expiry.clone()));
         reg(Box::new(build_info));
+        let tcp = TcpMetrics::register(&registry);
 
         Arc::new(Metrics {
             registry,
@@ -221,6 +225,7 @@ impl Metrics {
             probe_lag,
             probes_late,
             cert_expiry,
+            tcp,
         })
     }
 

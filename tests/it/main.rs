@@ -9,6 +9,7 @@ mod common;
 mod check;
 mod deploy;
 mod dns;
+mod hardening;
 mod health;
 mod hostile;
 mod locality;

@@ -223,7 +223,7 @@ fn parse_labels(mut s: &str) -> BTreeMap<String, String> {
 }
 
 /// The value of the series `name` whose labels are exactly `labels`.
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let want: BTreeMap<String, String> = labels
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -248,7 +248,7 @@ fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-fn scrape(g: &Gslb) -> String {
+pub(crate) fn scrape(g: &Gslb) -> String {
     let r = get(g.admin.expect("admin listener"), "/metrics");
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(
@@ -2398,6 +2398,8 @@ fn term_cfg() -> String {
 listen = ["127.0.0.1:0"]
 udp_sockets = 1
 grace_period = "3s"
+# Longer than the grace period: these tests are about the grace period.
+tcp_message_timeout = "10s"
 {ZONE}
 [[gateway]]
 name = "a"

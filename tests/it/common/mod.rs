@@ -34,6 +34,15 @@ impl Gslb {
     /// Starts `gslb serve` with `body` as the config. Unless `body` has its own
     /// `[server]` table, one listening on 127.0.0.1:0 with a single UDP socket is added.
     pub fn start(body: &str) -> Gslb {
+        Gslb::spawn(body, None)
+    }
+
+    /// Like `start`, under `ulimit -n nofile` (soft and hard: the server cannot raise it).
+    pub fn start_with_nofile(body: &str, nofile: u64) -> Gslb {
+        Gslb::spawn(body, Some(nofile))
+    }
+
+    fn spawn(body: &str, nofile: Option<u64>) -> Gslb {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("gslb.toml");
         let text = if body.contains("[server]") {
@@ -42,9 +51,22 @@ impl Gslb {
             format!("[server]\nlisten = [\"127.0.0.1:0\"]\nudp_sockets = 1\n\n{body}")
         };
         std::fs::write(&path, &text).expect("write config");
-        let mut child = Command::new(BIN)
-            .args(["serve", "-c"])
-            .arg(&path)
+        let mut cmd = match nofile {
+            None => {
+                let mut c = Command::new(BIN);
+                c.args(["serve", "-c"]).arg(&path);
+                c
+            }
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" serve -c \"$1\""))
+                    .arg(BIN)
+                    .arg(&path);
+                c
+            }
+        };
+        let mut child = cmd
             .env("RUST_LOG", "info,gslb=debug,hickory_server=warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,0 +1,147 @@
+//! DNS over TCP (RFC 1035 §4.2.2, RFC 7766): the accept loop and one connection's loop,
+//! with the defences a public server needs against clients that hold connections
+//! without querying: an idle timeout between messages, a deadline for each message
+//! once its first byte arrived (Knot's `tcp-io-timeout`), a close on a frame shorter
+//! than a DNS header, and slots that go to newcomers by evicting the connection idle
+//! longest (see `conns`).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::net::xfer::Protocol;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::conns::{Admission, Conns, Ticket};
+use super::handler::Handler;
+use super::server::{TcpLimits, answer};
+use crate::metrics::{TcpClose, TcpMetrics};
+
+/// A DNS header: no shorter frame can hold a message.
+const HEADER_LEN: usize = 12;
+
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    limits: TcpLimits,
+    conns: Arc<Conns>,
+    metrics: TcpMetrics,
+    shutdown: CancellationToken,
+) {
+    let mut tasks = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.cancelled() => break,
+        };
+        let (stream, src) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // ECONNABORTED and friends concern one connection, not the listener; a
+                // full descriptor table clears up when connections close, so pause.
+                warn!(error = %e, "tcp accept");
+                if matches!(e.raw_os_error(), Some(23 | 24)) {
+                    // ENFILE / EMFILE
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                continue;
+            }
+        };
+        let ticket = match conns.admit(src.ip()) {
+            Ok((ticket, how)) => {
+                if how != Admission::Free {
+                    debug!(%src, ?how, "tcp connections full; the one idle longest makes room");
+                }
+                ticket
+            }
+            Err(_) => {
+                metrics.closed(TcpClose::Refused);
+                debug!(%src, "tcp connections full and all mid-message; closing");
+                continue;
+            }
+        };
+        let handler = handler.clone();
+        let shutdown = shutdown.clone();
+        let metrics = metrics.clone();
+        tasks.spawn(async move {
+            metrics.open.inc();
+            match conn(stream, src, &handler, limits, &ticket, &shutdown).await {
+                Ok(Some(why)) => metrics.closed(why),
+                Ok(None) => {}
+                Err(e) => debug!(error = %e, %src, "tcp connection ended"),
+            }
+            drop(ticket);
+            metrics.open.dec();
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    // Stop accepting, but let open connections finish what they are answering.
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One TCP connection: length-prefixed messages answered in order, so pipelined
+/// queries work (RFC 7766 §6.2.1.1). Returns why the server closed it (`None`: the
+/// client did, or shutdown between messages).
+async fn conn(
+    mut stream: TcpStream,
+    src: SocketAddr,
+    handler: &Handler,
+    limits: TcpLimits,
+    ticket: &Ticket,
+    shutdown: &CancellationToken,
+) -> io::Result<Option<TcpClose>> {
+    stream.set_nodelay(true)?;
+    let mut out = Vec::with_capacity(4096);
+    let mut msg = Vec::with_capacity(512);
+    loop {
+        ticket.idle();
+        let mut len = [0u8; 2];
+        tokio::select! {
+            r = timeout(limits.idle_timeout, stream.read(&mut len[..1])) => match r {
+                Ok(Ok(0)) => return Ok(None),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(Some(TcpClose::Idle)),
+            },
+            _ = ticket.evicted().cancelled() => return Ok(Some(TcpClose::Evicted)),
+            _ = shutdown.cancelled() => return Ok(None),
+        }
+        // A message has started: the rest of it, by one deadline however it trickles.
+        ticket.busy();
+        let deadline = Instant::now() + limits.message_timeout;
+        match timeout_at(deadline, stream.read_exact(&mut len[1..])).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(Some(TcpClose::MessageTimeout)),
+        }
+        let n = u16::from_be_bytes(len) as usize;
+        if n < HEADER_LEN {
+            return Ok(Some(TcpClose::ShortFrame));
+        }
+        msg.resize(n, 0);
+        match timeout_at(deadline, stream.read_exact(&mut msg)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(Some(TcpClose::MessageTimeout)),
+        }
+        if !answer(handler, &msg, src, Protocol::Tcp, &mut out) {
+            continue;
+        }
+        let mut frame = Vec::with_capacity(out.len() + 2);
+        frame.extend_from_slice(&(out.len() as u16).to_be_bytes());
+        frame.extend_from_slice(&out);
+        // A client that stops reading stalls this write once the socket buffers fill;
+        // bound it, or the connection (and its slot) is held forever.
+        match timeout(limits.idle_timeout, stream.write_all(&frame)).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(Some(TcpClose::WriteTimeout)),
+        }
+    }
+}

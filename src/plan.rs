@@ -57,6 +57,14 @@ pub struct ServerSettings {
     pub tcp_max_connections: usize,
     pub tcp_max_connections_per_source: usize,
     pub grace_period: Duration,
+    /// Whether DNS Cookies are on, and the secrets from `cookie_secret_file` (empty:
+    /// a random one per start).
+    pub cookies: bool,
+    pub cookie_secrets: Vec<[u8; 16]>,
+    /// NSID and CH TXT id.server. / hostname.bind.
+    pub nsid: Option<String>,
+    /// CH TXT version.bind. / version.server. (`None`: hidden).
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

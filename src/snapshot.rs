@@ -40,6 +40,9 @@ pub struct Zones {
     negative_soa: Vec<Record>,
     /// Client networks → region (longest prefix match).
     pub regions: RegionIndex,
+    /// CH-class TXT records: id.server. and hostname.bind. (the NSID), version.bind.
+    /// and version.server., each only when configured.
+    pub chaos: HashMap<LowerName, Record>,
 }
 
 impl Zones {
@@ -94,6 +97,7 @@ impl Zones {
             origins,
             negative_soa,
             regions,
+            chaos: chaos_records(plan),
         }
     }
 
@@ -182,6 +186,27 @@ impl Snapshot {
             client,
         )
     }
+}
+
+fn chaos_records(plan: &Plan) -> HashMap<LowerName, Record> {
+    use hickory_proto::rr::rdata::TXT;
+    use hickory_proto::rr::{DNSClass, Name, RData};
+    let names = [
+        ("id.server.", &plan.server.nsid),
+        ("hostname.bind.", &plan.server.nsid),
+        ("version.server.", &plan.server.version),
+        ("version.bind.", &plan.server.version),
+    ];
+    names
+        .into_iter()
+        .filter_map(|(name, text)| {
+            let name = Name::from_ascii(name).expect("a valid name");
+            let mut r =
+                Record::from_rdata(name.clone(), 0, RData::TXT(TXT::new(vec![text.clone()?])));
+            r.dns_class = DNSClass::CH;
+            Some((LowerName::new(&name), r))
+        })
+        .collect()
 }
 
 /// The published state: one `ArcSwap` holding the current snapshot.

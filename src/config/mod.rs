@@ -5,6 +5,7 @@
 mod check;
 pub mod compile;
 pub mod duration;
+mod identity;
 pub mod schema;
 mod settings;
 mod zone;

@@ -60,6 +60,22 @@ pub struct ServerDef {
     /// On SIGTERM, how long open TCP connections get to finish before we exit.
     #[serde(default = "default_grace")]
     pub grace_period: Dur,
+    /// DNS Cookies (RFC 7873, RFC 9018 server cookies).
+    #[serde(default = "yes")]
+    pub cookies: bool,
+    /// The cookie secret: 32 hex digits per line, the first makes cookies, a second is
+    /// still accepted (rotation). Replicas behind one address need the same file.
+    /// Without it, a random secret per start.
+    pub cookie_secret_file: Option<Spanned<String>>,
+    /// This replica's name: the NSID option (RFC 5001) and CH TXT id.server. and
+    /// hostname.bind.; none when absent.
+    pub nsid: Option<Spanned<String>>,
+    /// CH TXT version.bind. and version.server.; "" hides it.
+    pub version: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +142,10 @@ impl Default for ServerDef {
             tcp_max_connections: default_tcp_max(),
             tcp_max_connections_per_source: default_tcp_per_source(),
             grace_period: default_grace(),
+            cookies: true,
+            cookie_secret_file: None,
+            nsid: None,
+            version: None,
         }
     }
 }

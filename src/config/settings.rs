@@ -8,6 +8,7 @@ use std::str::FromStr;
 use toml::Spanned;
 
 use super::compile::nonempty;
+use super::identity;
 use super::schema;
 use super::{ConfigError, Locator};
 use crate::plan::{AdminSettings, Net, Region, RegionId, ServerSettings};
@@ -124,6 +125,10 @@ pub(super) fn compile_server(loc: &Locator<'_>, s: &schema::ServerDef) -> Result
         tcp_max_connections: *s.tcp_max_connections.get_ref(),
         tcp_max_connections_per_source: *s.tcp_max_connections_per_source.get_ref(),
         grace_period: s.grace_period.0,
+        cookies: s.cookies,
+        cookie_secrets: identity::cookie_secrets(loc, s)?,
+        nsid: identity::nsid(loc, s)?,
+        version: identity::version(s),
     })
 }
 

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use hickory_proto::op::{Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption, NSIDPayload};
 use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
@@ -18,6 +18,7 @@ use crate::plan::{Net, ServiceId, ZoneId};
 use crate::rng::Rng;
 use crate::snapshot::{Node, Shared, Snapshot};
 
+use super::cookie;
 use super::wire::{Sections, ecs_address_octets, encode, response_edns};
 
 /// What happened to one request, for metrics and logs.
@@ -31,15 +32,22 @@ pub struct Outcome {
     pub decision: Option<Decision>,
     /// ECS SCOPE PREFIX-LENGTH of the reply (RFC 7871 §7.2.1).
     pub ecs_scope: u8,
+    /// What the query's DNS cookie said, when it had a well-formed one.
+    pub cookie: Option<cookie::Verdict>,
 }
 
 pub struct Handler {
     state: Shared,
+    /// The cookie secret when the config gives none: random, for this process.
+    own_secret: [[u8; 16]; 1],
 }
 
 impl Handler {
     pub fn new(state: Shared) -> Self {
-        Handler { state }
+        Handler {
+            state,
+            own_secret: [cookie::random_secret()],
+        }
     }
 
     /// Answers `req` into `out` (cleared first). Returns `None` when nothing should be
@@ -61,6 +69,24 @@ impl Handler {
         let client = Client::new(req.src().ip(), ecs.map(|c| (c.addr(), c.source_prefix())));
         let mut ans = Answer::new(&snap, client);
 
+        // DNS Cookies (RFC 7873): judged here, echoed with a fresh server cookie below.
+        let server = &snap.plan.server;
+        let cookie = match req.edns.as_ref().and_then(|e| e.option(EdnsCode::Cookie)) {
+            Some(EdnsOption::Unknown(_, data)) if server.cookies => Some(cookie::split(data)),
+            _ => None,
+        };
+        let secrets = cookie::Secrets(if server.cookie_secrets.is_empty() {
+            &self.own_secret
+        } else {
+            &server.cookie_secrets
+        });
+        let now = cookie::unix_now();
+        let verdict = match cookie {
+            Some(Some((client, srv))) => Some(secrets.verdict(client, srv, req.src().ip(), now)),
+            _ => None,
+        };
+        ans.outcome.cookie = verdict;
+
         md.response_code = 'decide: {
             if req.edns.as_ref().is_some_and(|e| e.version() > 0) {
                 // RFC 6891 §6.1.3: unsupported EDNS version.
@@ -78,6 +104,10 @@ impl Handler {
                 // 10.1.2.3/24 arrives as four octets and must not pass as 10.1.2.0/24.
                 break 'decide ResponseCode::FormErr;
             }
+            if cookie == Some(None) {
+                // RFC 7873 §5.2.2: a COOKIE option of a length no cookie has.
+                break 'decide ResponseCode::FormErr;
+            }
             if meta.op_code != OpCode::Query {
                 break 'decide ResponseCode::NotImp;
             }
@@ -87,6 +117,17 @@ impl Handler {
             }
             let q = &queries[0];
             ans.outcome.qtype = Some(q.query_type());
+            if q.query_class() == DNSClass::CH {
+                // id.server. and friends: which replica answered (RFC 4892).
+                let Some(r) = snap.zones.chaos.get(q.name()) else {
+                    break 'decide ResponseCode::Refused;
+                };
+                md.authoritative = true;
+                if matches!(q.query_type(), RecordType::TXT | RecordType::ANY) {
+                    ans.answers.push(r);
+                }
+                break 'decide ResponseCode::NoError;
+            }
             if q.query_class() != DNSClass::IN {
                 break 'decide ResponseCode::Refused;
             }
@@ -107,10 +148,22 @@ impl Handler {
 
         // Our own EDNS payload size, advertised and used as the ceiling for UDP.
         let max_udp_payload = snap.plan.server.max_udp_payload;
-        let resp_edns = req
-            .edns
-            .as_ref()
-            .map(|_| response_edns(max_udp_payload, ecs, ans.outcome.ecs_scope));
+        let resp_edns = req.edns.as_ref().map(|e| {
+            let mut out = response_edns(max_udp_payload, ecs, ans.outcome.ecs_scope);
+            if let Some(Some((client, _))) = cookie {
+                let reply = secrets.reply(client, req.src().ip(), now);
+                out.options_mut()
+                    .insert(EdnsOption::Unknown(u16::from(EdnsCode::Cookie), reply));
+            }
+            // RFC 5001: the NSID only to a query that asked for it.
+            if let Some(id) = &server.nsid
+                && e.option(EdnsCode::NSID).is_some()
+                && let Ok(p) = NSIDPayload::new(id.as_bytes())
+            {
+                out.options_mut().insert(EdnsOption::NSID(p));
+            }
+            out
+        });
         let limit = match protocol {
             Protocol::Udp => {
                 let client = req.edns.as_ref().map_or(512, |e| e.max_payload().max(512));
@@ -195,6 +248,7 @@ impl<'a> Answer<'a> {
                 truncated: false,
                 decision: None,
                 ecs_scope: 0,
+                cookie: None,
             },
         }
     }

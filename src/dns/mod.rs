@@ -2,6 +2,7 @@
 //! (`wire`) and the socket loops (`server`).
 
 mod conns;
+pub mod cookie;
 pub mod handler;
 pub mod server;
 mod tcp;

@@ -12,6 +12,7 @@ mod dns;
 mod hardening;
 mod health;
 mod hostile;
+mod identity;
 mod locality;
 mod locality_props;
 mod ops;

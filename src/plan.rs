@@ -37,6 +37,7 @@ pub struct Plan {
     pub server: ServerSettings,
     pub admin: Option<AdminSettings>,
     pub health: HealthSettings,
+    pub rrl: Option<RrlSettings>,
     pub zones: Vec<Zone>,
     pub regions: Vec<Region>,
     pub gateways: Vec<Gateway>,
@@ -65,6 +66,16 @@ pub struct ServerSettings {
     pub nsid: Option<String>,
     /// CH TXT version.bind. / version.server. (`None`: hidden).
     pub version: Option<String>,
+}
+
+/// Response rate limiting, see `dns::rrl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RrlSettings {
+    pub responses_per_second: u32,
+    pub window: Duration,
+    pub slip: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,9 @@ use toml::Spanned;
 
 use super::check::compile_check;
 use super::schema::{self};
-use super::settings::{compile_admin, compile_regions, compile_server, count_in_range};
+use super::settings::{
+    compile_admin, compile_regions, compile_rrl, compile_server, count_in_range,
+};
 use super::zone::{compile_zone, find_zone, parse_name, reject_cname_loops, ttl_secs};
 use super::{ConfigError, Locator};
 use crate::plan::{
@@ -309,6 +311,10 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
         admin,
         health: HealthSettings {
             max_concurrent_probes: *file.health.max_concurrent_probes.get_ref(),
+        },
+        rrl: match &file.rrl {
+            Some(r) => Some(compile_rrl(loc, r)?),
+            None => None,
         },
         zones,
         regions,

@@ -5,6 +5,9 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+
+mod rrl;
+pub use rrl::RrlDef;
 use toml::Spanned;
 
 use super::duration::Dur;
@@ -18,6 +21,8 @@ pub struct File {
     pub admin: Option<AdminDef>,
     #[serde(default)]
     pub health: HealthDef,
+    /// Response rate limiting; off without this table.
+    pub rrl: Option<RrlDef>,
     #[serde(default, rename = "zone")]
     pub zones: Vec<ZoneDef>,
     #[serde(default, rename = "region")]

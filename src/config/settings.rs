@@ -11,7 +11,7 @@ use super::compile::nonempty;
 use super::identity;
 use super::schema;
 use super::{ConfigError, Locator};
-use crate::plan::{AdminSettings, Net, Region, RegionId, ServerSettings};
+use crate::plan::{AdminSettings, Net, Region, RegionId, RrlSettings, ServerSettings};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -129,6 +129,31 @@ pub(super) fn compile_server(loc: &Locator<'_>, s: &schema::ServerDef) -> Result
         cookie_secrets: identity::cookie_secrets(loc, s)?,
         nsid: identity::nsid(loc, s)?,
         version: identity::version(s),
+    })
+}
+
+pub(super) fn compile_rrl(loc: &Locator<'_>, r: &schema::RrlDef) -> Result<RrlSettings> {
+    if *r.responses_per_second.get_ref() == 0 {
+        return Err(loc.error(
+            r.responses_per_second.span(),
+            "responses_per_second must be at least 1 (remove [rrl] to turn it off)",
+        ));
+    }
+    let window = r.window.get_ref().0;
+    if window.as_secs() < 1 {
+        return Err(loc.error(r.window.span(), "the rrl window is at least 1s"));
+    }
+    for (p, max) in [(&r.ipv4_prefix, 32), (&r.ipv6_prefix, 128)] {
+        if *p.get_ref() > max {
+            return Err(loc.error(p.span(), format!("a prefix length is at most {max}")));
+        }
+    }
+    Ok(RrlSettings {
+        responses_per_second: *r.responses_per_second.get_ref(),
+        window,
+        slip: r.slip,
+        ipv4_prefix: *r.ipv4_prefix.get_ref(),
+        ipv6_prefix: *r.ipv6_prefix.get_ref(),
     })
 }
 

@@ -18,8 +18,8 @@ use crate::plan::{Net, ServiceId, ZoneId};
 use crate::rng::Rng;
 use crate::snapshot::{Node, Shared, Snapshot};
 
-use super::cookie;
 use super::wire::{Sections, ecs_address_octets, encode, response_edns};
+use super::{cookie, rrl};
 
 /// What happened to one request, for metrics and logs.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +40,7 @@ pub struct Handler {
     state: Shared,
     /// The cookie secret when the config gives none: random, for this process.
     own_secret: [[u8; 16]; 1],
+    rrl: rrl::Limiter,
 }
 
 impl Handler {
@@ -47,11 +48,12 @@ impl Handler {
         Handler {
             state,
             own_secret: [cookie::random_secret()],
+            rrl: rrl::Limiter::new(),
         }
     }
 
     /// Answers `req` into `out` (cleared first). Returns `None` when nothing should be
-    /// sent (the message was itself a response).
+    /// sent (the message was itself a response, or rate limiting dropped the reply).
     pub fn respond(&self, req: &Request, protocol: Protocol, out: &mut Vec<u8>) -> Option<Outcome> {
         let started = Instant::now();
         let meta = &req.metadata;
@@ -145,6 +147,32 @@ impl Handler {
             }
         };
         ans.outcome.rcode = md.response_code;
+
+        // Response rate limiting: UDP only (TCP proves the address), and not for a
+        // client whose cookie proves it.
+        if let (Protocol::Udp, Some(limits)) = (protocol, &snap.plan.rrl)
+            && ans.outcome.cookie != Some(cookie::Verdict::Valid)
+        {
+            let kind = match md.response_code {
+                ResponseCode::NoError => rrl::Kind::Answer,
+                ResponseCode::NXDomain => rrl::Kind::NxDomain,
+                _ => rrl::Kind::Error,
+            };
+            match self.rrl.check(req.src().ip(), kind, limits) {
+                rrl::Action::Send => {}
+                rrl::Action::Drop => {
+                    snap.metrics.rrl.dropped();
+                    return None;
+                }
+                rrl::Action::Slip => {
+                    snap.metrics.rrl.slipped();
+                    md.truncation = true;
+                    ans.answers.clear();
+                    ans.authorities.clear();
+                    ans.additionals.clear();
+                }
+            }
+        }
 
         // Our own EDNS payload size, advertised and used as the ceiling for UDP.
         let max_udp_payload = snap.plan.server.max_udp_payload;

@@ -4,6 +4,7 @@
 mod conns;
 pub mod cookie;
 pub mod handler;
+pub mod rrl;
 pub mod server;
 mod tcp;
 mod wire;

@@ -17,11 +17,13 @@ use crate::plan::{EndpointId, Plan, ServiceId};
 
 mod probe;
 mod query;
+mod rrl;
 mod tcp;
 
 pub use probe::{ProbeOutcome, ProbeRecorder};
 
 pub use query::{Dropped, PROTOS, PlanMetrics, Transport};
+pub use rrl::RrlMetrics;
 pub use tcp::{TcpClose, TcpMetrics};
 
 /// The metric families, registered once per process.
@@ -47,6 +49,7 @@ pub struct Metrics {
     pub probes_late: IntCounter,
     pub cert_expiry: prometheus::GaugeVec,
     pub tcp: TcpMetrics,
+    pub rrl: RrlMetrics,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -204,6 +207,7 @@ impl Metrics {
         reg(Box::new(cert_expiry.clone()));
         reg(Box::new(build_info));
         let tcp = TcpMetrics::register(&registry);
+        let rrl = RrlMetrics::register(&registry);
 
         Arc::new(Metrics {
             registry,
@@ -226,6 +230,7 @@ impl Metrics {
             probes_late,
             cert_expiry,
             tcp,
+            rrl,
         })
     }
 

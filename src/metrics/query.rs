@@ -151,6 +151,7 @@ impl Metrics {
             answers,
             fail_open,
             panic,
+            rrl: self.rrl.clone(),
         }
     }
 }
@@ -168,6 +169,7 @@ pub struct PlanMetrics {
     answers: Vec<Vec<IntCounter>>,
     fail_open: Vec<IntCounter>,
     panic: Vec<IntCounter>,
+    pub rrl: super::RrlMetrics,
 }
 
 impl PlanMetrics {

@@ -18,5 +18,6 @@ mod locality_props;
 mod ops;
 mod prometheus;
 mod robustness;
+mod rrl;
 mod smoke;
 mod tls;

@@ -2253,7 +2253,7 @@ endpoints = [{{ gateway = "c" }}]
     // No client address or query name, anywhere in the samples.
     let allowed: BTreeSet<&str> = [
         "zone", "proto", "qtype", "rcode", "service", "endpoint", "region", "check", "outcome",
-        "to", "result", "version", "le", "reason",
+        "to", "result", "version", "le", "reason", "action",
     ]
     .into_iter()
     .collect();

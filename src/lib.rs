@@ -15,6 +15,7 @@ pub mod dns;
 pub mod explain;
 pub mod health;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod overrides;
 pub mod plan;

@@ -138,7 +138,8 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        // Never std::io::stderr directly: a stalled stderr would stall a DNS loop.
+        .with_writer(gslb::logging::stderr());
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

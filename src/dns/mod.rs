@@ -4,6 +4,7 @@
 mod conns;
 pub mod cookie;
 pub mod handler;
+mod pktinfo;
 pub mod rrl;
 pub mod server;
 mod tcp;

@@ -21,6 +21,7 @@ use tracing::debug;
 
 use super::conns::Conns;
 use super::handler::Handler;
+use super::pktinfo;
 use super::tcp;
 use super::wire::{formerr_reply, opt_framing_ok};
 use crate::metrics::TcpMetrics;
@@ -101,7 +102,11 @@ fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     }
     s.bind(&addr.into())?;
     s.set_nonblocking(true)?;
-    Ok(s.into())
+    let s: std::net::UdpSocket = s.into();
+    if addr.ip().is_unspecified() {
+        pktinfo::enable(&s, addr.is_ipv6())?;
+    }
+    Ok(s)
 }
 
 /// Limits for the TCP side.
@@ -127,8 +132,13 @@ pub async fn run(
 ) -> io::Result<()> {
     let mut tasks = JoinSet::new();
     for s in sockets.udp {
+        let wildcard = s.local_addr()?.ip().is_unspecified();
         let socket = UdpSocket::from_std(s)?;
-        tasks.spawn(udp_loop(socket, handler.clone(), shutdown.clone()));
+        if wildcard {
+            tasks.spawn(udp_loop_wildcard(socket, handler.clone(), shutdown.clone()));
+        } else {
+            tasks.spawn(udp_loop(socket, handler.clone(), shutdown.clone()));
+        }
     }
     let conns = Conns::new(limits.max_connections, limits.max_per_source);
     for l in sockets.tcp {
@@ -167,6 +177,36 @@ async fn udp_loop(socket: UdpSocket, handler: Arc<Handler>, shutdown: Cancellati
         if answer(&handler, &buf[..len], src, Protocol::Udp, &mut out)
             && let Err(e) = socket.send_to(&out, src).await
         {
+            debug!(error = %e, %src, "udp send");
+        }
+    }
+}
+
+/// `udp_loop` for a socket bound to `0.0.0.0` or `[::]`: each reply leaves from the
+/// address its query arrived at.
+async fn udp_loop_wildcard(socket: UdpSocket, handler: Arc<Handler>, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; 65_535];
+    let mut out = Vec::with_capacity(4096);
+    let mut cmsg = pktinfo::cmsg_buffer();
+    loop {
+        let (len, src, arrival) = tokio::select! {
+            r = pktinfo::recv(&socket, &mut buf, &mut cmsg) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    debug!(error = %e, "udp recv");
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        if src.port() == 0 || !answer(&handler, &buf[..len], src, Protocol::Udp, &mut out) {
+            continue;
+        }
+        let sent = match arrival {
+            Some(a) => pktinfo::send(&socket, &out, src, a).await,
+            None => socket.send_to(&out, src).await.map(|_| ()),
+        };
+        if let Err(e) = sent {
             debug!(error = %e, %src, "udp send");
         }
     }

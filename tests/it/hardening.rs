@@ -237,3 +237,32 @@ fn a_connection_flood_under_a_small_fd_limit_starves_no_probe() {
     assert_eq!(a_records(&m).len(), 1);
     drop(held);
 }
+
+/// Listening on 0.0.0.0, each reply leaves from the address its query was sent to
+/// (IP_PKTINFO): a query to 127.0.0.2 or 127.0.6.9 is answered from there, not from
+/// 127.0.0.1, or the client (a resolver talking to an anycast or secondary address)
+/// drops it.
+#[test]
+fn wildcard_listen_replies_from_the_address_queried() {
+    let g = Gslb::start(&format!(
+        "[server]\nlisten = [\"0.0.0.0:0\"]\nudp_sockets = 1\n{ZONE}\n\
+         [[gateway]]\nname = \"a\"\naddresses = [\"192.0.2.1\"]\n\
+         [[service]]\nname = \"app.gslb.test\"\nendpoints = [{{ gateway = \"a\" }}]\n"
+    ));
+    let port = g.addr.port();
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    for to in ["127.0.0.2", "127.0.6.9", "127.0.0.1"] {
+        let dest = SocketAddr::new(to.parse().unwrap(), port);
+        let q = query_msg("app.gslb.test", RecordType::A, None);
+        client.send_to(&q.to_vec().unwrap(), dest).unwrap();
+        let mut buf = [0u8; 1024];
+        let (n, from) = client.recv_from(&mut buf).expect("a reply");
+        assert_eq!(from, dest, "the reply to {dest} came from {from}");
+        let m = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
+        assert_eq!(m.metadata.id, q.metadata.id);
+        assert_eq!(m.answers.len(), 1);
+    }
+}

@@ -9,6 +9,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hickory_server::net::xfer::Protocol;
@@ -212,6 +213,48 @@ async fn udp_loop_wildcard(socket: UdpSocket, handler: Arc<Handler>, shutdown: C
     }
 }
 
+/// At most one log line a second for something any client can send, with the count
+/// of the ones left out: a flood of malformed packets cannot flood the log.
+pub struct LogBudget {
+    second: AtomicU64,
+    left_out: AtomicU64,
+}
+
+impl LogBudget {
+    pub const fn new() -> LogBudget {
+        LogBudget {
+            second: AtomicU64::new(0),
+            left_out: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines left out since the last one)` when a line may be written now.
+    pub fn allow(&self) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs());
+        let last = self.second.load(Ordering::Relaxed);
+        if last != now
+            && self
+                .second
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.left_out.swap(0, Ordering::Relaxed));
+        }
+        self.left_out.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+impl Default for LogBudget {
+    fn default() -> Self {
+        LogBudget::new()
+    }
+}
+
+static MALFORMED_LOG: LogBudget = LogBudget::new();
+
 /// Parses and answers one message into `out`; false when nothing is to be sent. Every
 /// byte a client sends reaches this (the fuzz targets in `fuzz/` call it directly).
 pub fn answer(
@@ -236,7 +279,10 @@ pub fn answer(
                 return false;
             };
             handler.count_malformed(proto);
-            debug!(error = %e.chars().take(200).collect::<String>(), %src, "malformed query: FORMERR");
+            if let Some(left_out) = MALFORMED_LOG.allow() {
+                let error: String = e.chars().take(200).collect();
+                debug!(%error, %src, left_out, "malformed query: FORMERR (at most one such line a second)");
+            }
             out.clear();
             out.extend_from_slice(&h);
             true

@@ -881,6 +881,36 @@ fn broken_opt_option_framing_is_formerr_and_barely_logged() {
     for (what, t, rcode) in rcodes {
         assert_eq!(rcode, 1, "{what} over {t:?}: want FORMERR");
     }
+
+    // A thousand of them (the harness logs gslb at debug): at most a line a second.
+    let before = g.logs().len();
+    let started = Instant::now();
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..1000 {
+        let (_, opt) = &cases[i % cases.len()];
+        s.send_to(&query_with_opt_rdata(i as u16, opt), g.addr)
+            .unwrap();
+    }
+    // The last one is answered once all were read.
+    let last = raw_exchange(
+        g.addr,
+        &query_with_opt_rdata(9, &cases[2].1),
+        Transport::Udp,
+    );
+    assert_eq!(last[3] & 0x0f, 1);
+    std::thread::sleep(Duration::from_millis(200));
+    let logs = g.logs()[before..].to_string();
+    let lines = logs
+        .lines()
+        .filter(|l| l.contains("malformed query"))
+        .count();
+    let seconds = started.elapsed().as_secs() as usize;
+    assert!(
+        lines <= seconds + 2 && logs.len() < 400 * (seconds + 2),
+        "1,000 malformed queries wrote {lines} lines, {} bytes in {seconds} s:\n{}",
+        logs.len(),
+        logs.chars().take(2000).collect::<String>()
+    );
 }
 
 #[test]

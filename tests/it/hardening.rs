@@ -266,3 +266,39 @@ fn wildcard_listen_replies_from_the_address_queried() {
         assert_eq!(m.answers.len(), 1);
     }
 }
+
+/// `gslb check` judges a config by the descriptor limit `serve` will run under: 100 UDP
+/// sockets on two addresses cannot fit in 256 descriptors beside the probes, and a
+/// TCP cap that does not fit is reported as lowered.
+#[test]
+fn check_refuses_what_the_descriptor_limit_cannot_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |server: &str| {
+        let path = dir.path().join("gslb.toml");
+        std::fs::write(&path, format!("[server]\n{server}\n{ZONE}")).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 256 && exec \"$0\" check -c \"$1\"")
+            .arg(BIN)
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).to_string();
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(
+        "listen = [\"127.0.0.1:53\", \"[::1]:53\"]\nudp_sockets = 100\n[health]\nmax_concurrent_probes = 16",
+    );
+    assert!(!ok, "accepted: {text}");
+    assert!(
+        text.contains("file descriptor limit (256)") && text.contains("udp_sockets"),
+        "{text}"
+    );
+    let (ok, text) =
+        run("listen = [\"127.0.0.1:53\"]\nudp_sockets = 2\n[health]\nmax_concurrent_probes = 16");
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("tcp_max_connections 1024 will be lowered to"),
+        "{text}"
+    );
+}

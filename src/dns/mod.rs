@@ -8,6 +8,7 @@ mod pktinfo;
 pub mod rrl;
 pub mod server;
 mod tcp;
+mod udp;
 mod wire;
 
 pub use handler::{Handler, Outcome};

@@ -23,8 +23,8 @@ use tracing::debug;
 use super::conns::Conns;
 use super::handler::Handler;
 use super::pktinfo;
-use super::tcp;
 use super::wire::{formerr_reply, opt_framing_ok};
+use super::{tcp, udp};
 use crate::metrics::TcpMetrics;
 
 /// Sockets bound for one configuration, before any task runs on them.
@@ -133,12 +133,12 @@ pub async fn run(
 ) -> io::Result<()> {
     let mut tasks = JoinSet::new();
     for s in sockets.udp {
-        let wildcard = s.local_addr()?.ip().is_unspecified();
-        let socket = UdpSocket::from_std(s)?;
-        if wildcard {
+        if s.local_addr()?.ip().is_unspecified() {
+            let socket = UdpSocket::from_std(s)?;
             tasks.spawn(udp_loop_wildcard(socket, handler.clone(), shutdown.clone()));
         } else {
-            tasks.spawn(udp_loop(socket, handler.clone(), shutdown.clone()));
+            let (handler, shutdown) = (handler.clone(), shutdown.clone());
+            tasks.spawn_blocking(move || udp::serve(s, handler, shutdown));
         }
     }
     let conns = Conns::new(limits.max_connections, limits.max_per_source);
@@ -157,34 +157,8 @@ pub async fn run(
     Ok(())
 }
 
-async fn udp_loop(socket: UdpSocket, handler: Arc<Handler>, shutdown: CancellationToken) {
-    let mut buf = vec![0u8; 65_535];
-    let mut out = Vec::with_capacity(4096);
-    loop {
-        let (len, src) = tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // ICMP errors from earlier sends surface here on Linux; keep going.
-                    debug!(error = %e, "udp recv");
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => return,
-        };
-        if src.port() == 0 {
-            continue; // cannot be answered, and a classic reflection trick
-        }
-        if answer(&handler, &buf[..len], src, Protocol::Udp, &mut out)
-            && let Err(e) = socket.send_to(&out, src).await
-        {
-            debug!(error = %e, %src, "udp send");
-        }
-    }
-}
-
-/// `udp_loop` for a socket bound to `0.0.0.0` or `[::]`: each reply leaves from the
-/// address its query arrived at.
+/// The UDP loop of a socket bound to `0.0.0.0` or `[::]`, on tokio (not batched):
+/// each reply leaves from the address its query arrived at.
 async fn udp_loop_wildcard(socket: UdpSocket, handler: Arc<Handler>, shutdown: CancellationToken) {
     let mut buf = vec![0u8; 65_535];
     let mut out = Vec::with_capacity(4096);

@@ -12,8 +12,11 @@
 # Environment:
 #   DURATION=8        seconds per measured dnsperf run
 #   ROUNDS=3          A/B rounds per mode (at least 2; the summary takes the median)
-#   MODES="udp tcp"   any of: udp, tcp, udpq (UDP at a fixed offered load, see QPS)
+#   MODES="udp tcp"   any of: udp, tcp, udpq (UDP at a fixed offered load, see QPS),
+#                     sys (system calls per answered query: strace -f -c on the server
+#                     during a run at SYS_QPS; exact and repeatable, unlike CPU time)
 #   QPS=20000         offered load for the udpq mode (dnsperf -Q)
+#   SYS_QPS=2000      offered load for the sys mode
 #   WARMUP=1          seconds of unmeasured load per server before each mode
 #   CLIENTS=4         dnsperf -c
 #   GSLB_PORT=15353 GDNSD_PORT=15354 HC_PORT=18091 HC_A=127.0.0.41 HC_B=127.0.0.42
@@ -25,6 +28,7 @@ DURATION=${DURATION:-8}
 ROUNDS=${ROUNDS:-3}
 MODES=${MODES:-"udp tcp"}
 QPS=${QPS:-20000}
+SYS_QPS=${SYS_QPS:-2000}
 WARMUP=${WARMUP:-1}
 CLIENTS=${CLIENTS:-4}
 GSLB_PORT=${GSLB_PORT:-15353}
@@ -324,6 +328,25 @@ echo "== sanity: 1000 sequential queries for $NAME A per server (expect NOERROR,
 sanity before
 
 # --------------------------------------------------------------------------- load
+cat >"$WORK/strace_sum.py" <<'EOF'
+# strace -c summary + dnsperf output -> "round server calls completed top-calls" (TSV).
+import re, sys
+trace, perf, rnd, srv = sys.argv[1:]
+calls, top = 0, []
+for line in open(trace):
+    f = line.split()
+    if len(f) < 5 or not f[0][0].isdigit():
+        continue
+    # % time, seconds, usecs/call, calls, [errors], syscall
+    n = int(f[3])
+    if f[-1] == "total":
+        calls = n
+    else:
+        top.append((n, f[-1]))
+done = re.search(r"Queries completed:\s+(\d+)", open(perf).read())
+top = ",".join(f"{name}={n}" for n, name in sorted(top, reverse=True)[:4])
+print(f"{rnd}\t{srv}\t{calls}\t{done.group(1) if done else 0}\t{top}")
+EOF
 echo "$NAME A" >"$WORK/queries.txt"
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
@@ -345,6 +368,7 @@ dnsperf_args() { # mode port
         udp) ;;
         tcp) a+=(-m tcp) ;;
         udpq) a+=(-Q "$QPS") ;;
+        sys) a+=(-Q "$SYS_QPS") ;;
     esac
     echo "${a[@]}"
 }
@@ -353,12 +377,26 @@ run_one() { # mode round server
     local mode=$1 round=$2 srv=$3 pid port out t0 t1 b0 b1
     if [[ $srv == gslb ]]; then pid=$GSLB_PID; port=$GSLB_PORT; else pid=$GDNSD_PID; port=$GDNSD_PORT; fi
     out=$WORK/dnsperf.$mode.$round.$srv.txt
+    local tracer=
+    if [[ $mode == sys ]]; then
+        # Every thread of the server, counted for the length of the dnsperf run.
+        local tids=()
+        for t in /proc/"$pid"/task/*; do tids+=(-p "${t##*/}"); done
+        strace -f -c -q -o "$out.strace" "${tids[@]}" 2>/dev/null &
+        tracer=$!
+        sleep 0.5
+    fi
     b0=$(cpu_busy "$OTHER_CPU")
     t0=$(cpu_ticks "$pid")
     # shellcheck disable=SC2046
     "${PIN_CLI[@]}" dnsperf $(dnsperf_args "$mode" "$port") -l "$DURATION" >"$out" 2>&1 || true
     t1=$(cpu_ticks "$pid") || t1=
     b1=$(cpu_busy "$OTHER_CPU")
+    if [[ -n $tracer ]]; then
+        kill -INT "$tracer" 2>/dev/null || true
+        wait "$tracer" 2>/dev/null || true
+        python3 "$WORK/strace_sum.py" "$out.strace" "$out" "$round" "$srv" >>"$WORK/syscalls.tsv"
+    fi
     if ! kill -0 "$pid" 2>/dev/null; then
         echo "peer_compare: $srv DIED during the $mode run (round $round)" >&2
         tail -20 "$WORK/$srv.log" >&2
@@ -403,7 +441,7 @@ print_round() { # mode round
 
 echo "== $PINNING; dnsperf -c $CLIENTS -T 1, ${DURATION}s per run, $ROUNDS rounds, CLK_TCK $CLK_TCK"
 for mode in $MODES; do
-    case $mode in udp|tcp|udpq) ;; *) echo "peer_compare: unknown mode $mode" >&2; exit 1 ;; esac
+    case $mode in udp|tcp|udpq|sys) ;; *) echo "peer_compare: unknown mode $mode" >&2; exit 1 ;; esac
     if [[ $mode == tcp && $(dnsperf -h 2>&1 || true) != *"-m set transport mode: udp, tcp"* ]]; then
         echo "== $mode: this dnsperf has no -m tcp; skipped"
         continue
@@ -421,6 +459,20 @@ done
 echo "== sanity after load"
 sanity after
 
+if [[ -s $WORK/syscalls.tsv ]]; then
+    echo "== system calls per answered query at $SYS_QPS q/s (strace -f -c, all threads)"
+    python3 - "$WORK/syscalls.tsv" <<'EOF'
+import collections, statistics, sys
+per = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    rnd, srv, calls, done, top = line.rstrip("\n").split("\t")
+    per[srv].append(int(calls) / max(1, int(done)))
+    print(f"  round {rnd} {srv:<6} {int(calls) / max(1, int(done)):.2f} per query ({calls} calls, {done} answered: {top})")
+med = {s: statistics.median(v) for s, v in per.items()}
+print(f"  median: gslb {med['gslb']:.2f}, gdnsd {med['gdnsd']:.2f}, ratio gslb/gdnsd {med['gslb'] / med['gdnsd']:.2f}")
+EOF
+fi
+
 # --------------------------------------------------------------------------- summary
 GSLB_RSS=$(rss_kib "$GSLB_PID" VmRSS); GSLB_HWM=$(rss_kib "$GSLB_PID" VmHWM)
 GDNSD_RSS=$(rss_kib "$GDNSD_PID" VmRSS); GDNSD_HWM=$(rss_kib "$GDNSD_PID" VmHWM)
@@ -432,6 +484,8 @@ rows = collections.defaultdict(list)
 noisy = []
 for line in open(sys.argv[1]):
     mode, rnd, srv, qps, done, lost, noerr, cpu, us, lat, other = line.rstrip("\n").split("\t")
+    if mode == "sys":
+        continue  # strace slows the server: its CPU figures mean nothing
     rows[(mode, srv)].append((float(qps), float(us), float(lat), int(done), int(noerr)))
     if float(other) > 10:
         noisy.append(f"{mode}/{rnd}/{srv} {other}%")

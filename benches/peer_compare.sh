@@ -17,6 +17,11 @@
 #                     during a run at SYS_QPS; exact and repeatable, unlike CPU time)
 #   QPS=20000         offered load for the udpq mode (dnsperf -Q)
 #   SYS_QPS=2000      offered load for the sys mode
+#   VALGRIND=1        run both servers under valgrind --tool=callgrind; then the only
+#                     mode is instr: user-space instructions per answered query (counters
+#                     zeroed before and dumped after a dnsperf run at INSTR_QPS, minus
+#                     an idle stretch of the same length: probes and timers)
+#   INSTR_QPS=1000    offered load for the instr mode
 #   WARMUP=1          seconds of unmeasured load per server before each mode
 #   CLIENTS=4         dnsperf -c
 #   GSLB_PORT=15353 GDNSD_PORT=15354 HC_PORT=18091 HC_A=127.0.0.41 HC_B=127.0.0.42
@@ -29,6 +34,9 @@ ROUNDS=${ROUNDS:-3}
 MODES=${MODES:-"udp tcp"}
 QPS=${QPS:-20000}
 SYS_QPS=${SYS_QPS:-2000}
+INSTR_QPS=${INSTR_QPS:-1000}
+VALGRIND=${VALGRIND:-0}
+[[ $VALGRIND == 1 ]] && MODES=instr
 WARMUP=${WARMUP:-1}
 CLIENTS=${CLIENTS:-4}
 GSLB_PORT=${GSLB_PORT:-15353}
@@ -228,10 +236,14 @@ EOF
 "$GSLB_BIN" check -c "$WORK/gslb.toml"
 
 # --------------------------------------------------------------------------- servers
-"${PIN_SRV[@]}" "$GSLB_BIN" serve -c "$WORK/gslb.toml" >"$WORK/gslb.out" 2>"$WORK/gslb.log" &
+UNDER=()
+if [[ $VALGRIND == 1 ]]; then
+    UNDER=(valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p")
+fi
+"${PIN_SRV[@]}" "${UNDER[@]}" "$GSLB_BIN" serve -c "$WORK/gslb.toml" >"$WORK/gslb.out" 2>"$WORK/gslb.log" &
 GSLB_PID=$!
 PIDS+=("$GSLB_PID")
-"${PIN_SRV[@]}" gdnsd -c "$WORK/gdnsd" start >"$WORK/gdnsd.log" 2>&1 &
+"${PIN_SRV[@]}" "${UNDER[@]}" gdnsd -c "$WORK/gdnsd" start >"$WORK/gdnsd.log" 2>&1 &
 GDNSD_PID=$!
 PIDS+=("$GDNSD_PID")
 
@@ -369,6 +381,7 @@ dnsperf_args() { # mode port
         tcp) a+=(-m tcp) ;;
         udpq) a+=(-Q "$QPS") ;;
         sys) a+=(-Q "$SYS_QPS") ;;
+        instr) a+=(-Q "$INSTR_QPS") ;;
     esac
     echo "${a[@]}"
 }
@@ -377,6 +390,10 @@ run_one() { # mode round server
     local mode=$1 round=$2 srv=$3 pid port out t0 t1 b0 b1
     if [[ $srv == gslb ]]; then pid=$GSLB_PID; port=$GSLB_PORT; else pid=$GDNSD_PID; port=$GDNSD_PORT; fi
     out=$WORK/dnsperf.$mode.$round.$srv.txt
+    if [[ $mode == instr ]]; then
+        instr_one "$round" "$srv" "$pid" "$port" "$out"
+        return
+    fi
     local tracer=
     if [[ $mode == sys ]]; then
         # Every thread of the server, counted for the length of the dnsperf run.
@@ -423,6 +440,39 @@ print(f"{mode}\t{rnd}\t{srv}\t{qps:.0f}\t{done}\t{lost}\t{noerr}\t{cpu:.2f}\t{us
 EOF
 }
 
+ir_dump() { # pid -> instructions (Ir) counted since the last zeroing
+    local before after f
+    before=$(ls "$WORK"/cg."$1".* 2>/dev/null | wc -l)
+    callgrind_control -d "$1" >/dev/null 2>&1
+    for _ in $(seq 100); do
+        after=$(ls "$WORK"/cg."$1".* 2>/dev/null | wc -l)
+        (( after > before )) && break
+        sleep 0.1
+    done
+    f=$(ls -t "$WORK"/cg."$1".* | head -1)
+    for _ in $(seq 50); do
+        grep -q '^totals:' "$f" && break
+        sleep 0.1
+    done
+    awk '/^totals:/ { print $2; exit }' "$f"
+}
+
+instr_one() { # round server pid port out
+    local round=$1 srv=$2 pid=$3 port=$4 out=$5 idle load
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    sleep "$DURATION"
+    idle=$(ir_dump "$pid")
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    # shellcheck disable=SC2046
+    "${PIN_CLI[@]}" dnsperf $(dnsperf_args instr "$port") -l "$DURATION" >"$out" 2>&1 || true
+    load=$(ir_dump "$pid")
+    local done
+    done=$(awk '/Queries completed:/ { print $3 }' "$out")
+    echo -e "$round\t$srv\t$load\t$idle\t$done" >>"$WORK/instr.tsv"
+    printf '  %-6s %12d Ir under load, %12d idle, %6d answered: %8.0f instructions per query\n' \
+        "$srv" "$load" "$idle" "$done" "$(( (load - idle) / (done > 0 ? done : 1) ))"
+}
+
 warm() { # mode server
     local port=$GSLB_PORT
     [[ $2 == gdnsd ]] && port=$GDNSD_PORT
@@ -441,7 +491,7 @@ print_round() { # mode round
 
 echo "== $PINNING; dnsperf -c $CLIENTS -T 1, ${DURATION}s per run, $ROUNDS rounds, CLK_TCK $CLK_TCK"
 for mode in $MODES; do
-    case $mode in udp|tcp|udpq|sys) ;; *) echo "peer_compare: unknown mode $mode" >&2; exit 1 ;; esac
+    case $mode in udp|tcp|udpq|sys|instr) ;; *) echo "peer_compare: unknown mode $mode" >&2; exit 1 ;; esac
     if [[ $mode == tcp && $(dnsperf -h 2>&1 || true) != *"-m set transport mode: udp, tcp"* ]]; then
         echo "== $mode: this dnsperf has no -m tcp; skipped"
         continue
@@ -458,6 +508,19 @@ done
 
 echo "== sanity after load"
 sanity after
+
+if [[ -s $WORK/instr.tsv ]]; then
+    echo "== user-space instructions per answered query at $INSTR_QPS q/s (callgrind; median over rounds)"
+    python3 - "$WORK/instr.tsv" <<'EOF'
+import collections, statistics, sys
+per = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    rnd, srv, load, idle, done = line.split()
+    per[srv].append((int(load) - int(idle)) / max(1, int(done)))
+med = {s: statistics.median(v) for s, v in per.items()}
+print(f"  gslb {med['gslb']:.0f}, gdnsd {med['gdnsd']:.0f}, ratio gslb/gdnsd {med['gslb'] / med['gdnsd']:.2f}")
+EOF
+fi
 
 if [[ -s $WORK/syscalls.tsv ]]; then
     echo "== system calls per answered query at $SYS_QPS q/s (strace -f -c, all threads)"

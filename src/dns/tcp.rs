@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_server::net::xfer::Protocol;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout, timeout_at};
@@ -86,8 +86,10 @@ pub(super) async fn accept_loop(
 }
 
 /// One TCP connection: length-prefixed messages answered in order, so pipelined
-/// queries work (RFC 7766 §6.2.1.1). Returns why the server closed it (`None`: the
-/// client did, or shutdown between messages).
+/// queries work (RFC 7766 §6.2.1.1). Reads are buffered, so a pipelining client's
+/// queries cost one read between them, and replies are written out when no further
+/// query is already buffered: one write for a burst of answers. Returns why the server
+/// closed it (`None`: the client did, or shutdown between messages).
 async fn conn(
     mut stream: TcpStream,
     src: SocketAddr,
@@ -97,51 +99,76 @@ async fn conn(
     shutdown: &CancellationToken,
 ) -> io::Result<Option<TcpClose>> {
     stream.set_nodelay(true)?;
+    let (r, w) = stream.split();
+    let mut r = BufReader::with_capacity(READ_BUFFER, r);
+    let mut w = BufWriter::with_capacity(WRITE_BUFFER, w);
     let mut out = Vec::with_capacity(4096);
     let mut msg = Vec::with_capacity(512);
-    loop {
-        ticket.idle();
-        let mut len = [0u8; 2];
-        tokio::select! {
-            r = timeout(limits.idle_timeout, stream.read(&mut len[..1])) => match r {
-                Ok(Ok(0)) => return Ok(None),
+    let result = async {
+        loop {
+            if r.buffer().is_empty() && !w.buffer().is_empty() {
+                // Nothing more pipelined: send what was answered. A client that stops
+                // reading stalls this once the socket buffers fill; bound it.
+                match timeout(limits.idle_timeout, w.flush()).await {
+                    Ok(res) => res?,
+                    Err(_) => return Ok(Some(TcpClose::WriteTimeout)),
+                }
+            }
+            ticket.idle();
+            let mut len = [0u8; 2];
+            tokio::select! {
+                res = timeout(limits.idle_timeout, r.read(&mut len[..1])) => match res {
+                    Ok(Ok(0)) => return Ok(None),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => return Ok(Some(TcpClose::Idle)),
+                },
+                _ = ticket.evicted().cancelled() => return Ok(Some(TcpClose::Evicted)),
+                _ = shutdown.cancelled() => return Ok(None),
+            }
+            // A message has started: the rest of it, by one deadline however it trickles.
+            ticket.busy();
+            let deadline = Instant::now() + limits.message_timeout;
+            match timeout_at(deadline, r.read_exact(&mut len[1..])).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(Some(TcpClose::MessageTimeout)),
+            }
+            let n = u16::from_be_bytes(len) as usize;
+            if n < HEADER_LEN {
+                return Ok(Some(TcpClose::ShortFrame));
+            }
+            msg.resize(n, 0);
+            match timeout_at(deadline, r.read_exact(&mut msg)).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(Some(TcpClose::Idle)),
-            },
-            _ = ticket.evicted().cancelled() => return Ok(Some(TcpClose::Evicted)),
-            _ = shutdown.cancelled() => return Ok(None),
-        }
-        // A message has started: the rest of it, by one deadline however it trickles.
-        ticket.busy();
-        let deadline = Instant::now() + limits.message_timeout;
-        match timeout_at(deadline, stream.read_exact(&mut len[1..])).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(Some(TcpClose::MessageTimeout)),
-        }
-        let n = u16::from_be_bytes(len) as usize;
-        if n < HEADER_LEN {
-            return Ok(Some(TcpClose::ShortFrame));
-        }
-        msg.resize(n, 0);
-        match timeout_at(deadline, stream.read_exact(&mut msg)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(Some(TcpClose::MessageTimeout)),
-        }
-        if !answer(handler, &msg, src, Protocol::Tcp, &mut out) {
-            continue;
-        }
-        let mut frame = Vec::with_capacity(out.len() + 2);
-        frame.extend_from_slice(&(out.len() as u16).to_be_bytes());
-        frame.extend_from_slice(&out);
-        // A client that stops reading stalls this write once the socket buffers fill;
-        // bound it, or the connection (and its slot) is held forever.
-        match timeout(limits.idle_timeout, stream.write_all(&frame)).await {
-            Ok(r) => r?,
-            Err(_) => return Ok(Some(TcpClose::WriteTimeout)),
+                Err(_) => return Ok(Some(TcpClose::MessageTimeout)),
+            }
+            if !answer(handler, &msg, src, Protocol::Tcp, &mut out) {
+                continue;
+            }
+            let frame_len = (out.len() as u16).to_be_bytes();
+            match timeout(limits.idle_timeout, async {
+                w.write_all(&frame_len).await?;
+                w.write_all(&out).await
+            })
+            .await
+            {
+                Ok(res) => res?,
+                Err(_) => return Ok(Some(TcpClose::WriteTimeout)),
+            }
         }
     }
+    .await;
+    // Whatever ended the connection, the answers already made still go out (briefly).
+    if !matches!(result, Ok(Some(TcpClose::WriteTimeout))) && !w.buffer().is_empty() {
+        let _ = timeout(Duration::from_millis(200), w.flush()).await;
+    }
+    result
 }
+
+/// Pipelined queries read at once.
+const READ_BUFFER: usize = 16 * 1024;
+/// Replies gathered before a write (a larger reply goes out on its own).
+const WRITE_BUFFER: usize = 16 * 1024;

@@ -14,13 +14,19 @@ pub const QUEUE: usize = 4096;
 /// The sending side: a `MakeWriter` for tracing-subscriber.
 #[derive(Clone)]
 pub struct NonBlocking {
-    tx: SyncSender<Vec<u8>>,
+    tx: SyncSender<Item>,
     dropped: Arc<AtomicU64>,
+}
+
+enum Item {
+    Line(Vec<u8>),
+    /// Write out everything before this, then say so.
+    Flush(std::sync::mpsc::Sender<()>),
 }
 
 /// One event's writer: collects the event's bytes, queues them on drop.
 pub struct Line {
-    tx: SyncSender<Vec<u8>>,
+    tx: SyncSender<Item>,
     dropped: Arc<AtomicU64>,
     buf: Vec<u8>,
 }
@@ -41,7 +47,7 @@ impl Drop for Line {
         if self.buf.is_empty() {
             return;
         }
-        match self.tx.try_send(std::mem::take(&mut self.buf)) {
+        match self.tx.try_send(Item::Line(std::mem::take(&mut self.buf))) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -67,6 +73,15 @@ impl NonBlocking {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+
+    /// Waits (at most `within`) until every line queued so far is written: at exit, so
+    /// the last lines ("stopped") are not lost with the process.
+    pub fn flush(&self, within: std::time::Duration) {
+        let (ack, done) = std::sync::mpsc::channel();
+        if self.tx.send(Item::Flush(ack)).is_ok() {
+            let _ = done.recv_timeout(within);
+        }
+    }
 }
 
 /// A queue of `capacity` lines and the loop that drains it into `out`: run the loop
@@ -81,7 +96,7 @@ pub fn channel<W: Write>(capacity: usize, out: W) -> (NonBlocking, impl FnOnce()
     (writer, move || drain(rx, out, &dropped))
 }
 
-fn drain<W: Write>(rx: Receiver<Vec<u8>>, mut out: W, dropped: &AtomicU64) {
+fn drain<W: Write>(rx: Receiver<Item>, mut out: W, dropped: &AtomicU64) {
     let mut reported = 0;
     let mut report = |out: &mut W| {
         let now = dropped.load(Ordering::Relaxed);
@@ -95,9 +110,17 @@ fn drain<W: Write>(rx: Receiver<Vec<u8>>, mut out: W, dropped: &AtomicU64) {
         }
     };
     // Drops are reported before the next line that gets through, and at the end.
-    while let Ok(line) = rx.recv() {
+    while let Ok(item) = rx.recv() {
         report(&mut out);
-        let _ = out.write_all(&line);
+        match item {
+            Item::Line(line) => {
+                let _ = out.write_all(&line);
+            }
+            Item::Flush(ack) => {
+                let _ = out.flush();
+                let _ = ack.send(());
+            }
+        }
     }
     report(&mut out);
 }

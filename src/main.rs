@@ -128,21 +128,33 @@ enum LogFormat {
     Json,
 }
 
-fn init_logging(format: LogFormat) {
+/// Installs the subscriber; the writer it returns is flushed when the command ends.
+fn init_logging(format: LogFormat) -> LogFlush {
     use tracing_subscriber::EnvFilter;
     // hickory logs per query at INFO; that costs throughput and says nothing we don't.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn,hickory_proto=warn"));
     // Colour only for a person at a terminal, never into files or journald.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let writer = gslb::logging::stderr();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
         // Never std::io::stderr directly: a stalled stderr would stall a DNS loop.
-        .with_writer(gslb::logging::stderr());
+        .with_writer(writer.clone());
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
+    }
+    LogFlush(writer)
+}
+
+/// Writes out the queued log lines when dropped (at most a second's wait).
+struct LogFlush(gslb::logging::NonBlocking);
+
+impl Drop for LogFlush {
+    fn drop(&mut self) {
+        self.0.flush(std::time::Duration::from_secs(1));
     }
 }
 
@@ -166,7 +178,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config, log_format } => {
-            init_logging(log_format);
+            let _log = init_logging(log_format);
             let plan = config::load(&config)?;
             serve(plan, Some(config), false)
         }
@@ -217,7 +229,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             action,
         } => ctl(path, admin, token, action),
         Command::Demo { log_format } => {
-            init_logging(log_format);
+            let _log = init_logging(log_format);
             let plan = config::parse(
                 Path::new("<embedded quickstart.toml>"),
                 gslb::demo::QUICKSTART,

@@ -9,7 +9,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use hickory_server::net::xfer::Protocol;
@@ -132,13 +132,22 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let mut tasks = JoinSet::new();
+    // The blocking UDP loops watch a flag that follows the shutdown token.
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let (stop, shutdown) = (stop.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
     for s in sockets.udp {
         if s.local_addr()?.ip().is_unspecified() {
             let socket = UdpSocket::from_std(s)?;
             tasks.spawn(udp_loop_wildcard(socket, handler.clone(), shutdown.clone()));
         } else {
-            let (handler, shutdown) = (handler.clone(), shutdown.clone());
-            tasks.spawn_blocking(move || udp::serve(s, handler, shutdown));
+            let (handler, stop) = (handler.clone(), stop.clone());
+            tasks.spawn_blocking(move || udp::serve(s, handler, stop));
         }
     }
     let conns = Conns::new(limits.max_connections, limits.max_per_source);

@@ -5,19 +5,19 @@
 //! most of our per-query cost (issue 11). Every datagram still goes through
 //! `server::answer`, so cookies, ECS and rate limiting apply as on every other path.
 //!
-//! The socket has a receive timeout, so the thread notices shutdown within
+//! The socket has a receive timeout, so the thread notices the stop flag within
 //! `POLL_SHUTDOWN` even when no query arrives.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hickory_server::net::xfer::Protocol;
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::handler::Handler;
@@ -38,8 +38,10 @@ fn to_socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
         .map(|v6| SocketAddr::new(IpAddr::V6(v6.ip()), v6.port()))
 }
 
-/// Serves `socket` until `shutdown`; call on a thread that may block.
-pub fn serve(socket: std::net::UdpSocket, handler: Arc<Handler>, shutdown: CancellationToken) {
+/// Serves `socket` until `stop` is set; call on a thread that may block. (An atomic
+/// flag rather than the shutdown token itself: `CancellationToken::is_cancelled`
+/// takes a mutex that every loop would share.)
+pub fn serve(socket: std::net::UdpSocket, handler: Arc<Handler>, stop: Arc<AtomicBool>) {
     if let Err(e) = socket
         .set_nonblocking(false)
         .and_then(|()| socket.set_read_timeout(Some(POLL_SHUTDOWN)))
@@ -53,7 +55,7 @@ pub fn serve(socket: std::net::UdpSocket, handler: Arc<Handler>, shutdown: Cance
     let mut rx = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut tx = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut got: [(usize, Option<SocketAddr>, bool); BATCH] = [(0, None, false); BATCH];
-    while !shutdown.is_cancelled() {
+    while !stop.load(Ordering::Relaxed) {
         let n = {
             let mut it = bufs.iter_mut();
             let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =

@@ -22,6 +22,9 @@
 #                     zeroed before and dumped after a dnsperf run at INSTR_QPS, minus
 #                     an idle stretch of the same length: probes and timers)
 #   INSTR_QPS=1000    offered load for the instr mode
+#   QUERY=gslb        what dnsperf asks: gslb (the weighted name), static (www, a
+#                     static A record), ecs (the weighted name with EDNS Client Subnet
+#                     198.51.100.0/24)
 #   WARMUP=1          seconds of unmeasured load per server before each mode
 #   CLIENTS=4         dnsperf -c
 #   GSLB_PORT=15353 GDNSD_PORT=15354 HC_PORT=18091 HC_A=127.0.0.41 HC_B=127.0.0.42
@@ -34,6 +37,7 @@ ROUNDS=${ROUNDS:-3}
 MODES=${MODES:-"udp tcp"}
 QPS=${QPS:-20000}
 SYS_QPS=${SYS_QPS:-2000}
+QUERY=${QUERY:-gslb}
 INSTR_QPS=${INSTR_QPS:-1000}
 VALGRIND=${VALGRIND:-0}
 [[ $VALGRIND == 1 ]] && MODES=instr
@@ -359,7 +363,14 @@ done = re.search(r"Queries completed:\s+(\d+)", open(perf).read())
 top = ",".join(f"{name}={n}" for n, name in sorted(top, reverse=True)[:4])
 print(f"{rnd}\t{srv}\t{calls}\t{done.group(1) if done else 0}\t{top}")
 EOF
-echo "$NAME A" >"$WORK/queries.txt"
+case $QUERY in
+    gslb | ecs) echo "$NAME A" >"$WORK/queries.txt" ;;
+    static) echo "www.$ZONE A" >"$WORK/queries.txt" ;;
+    *) echo "peer_compare: QUERY is gslb, static or ecs" >&2; exit 1 ;;
+esac
+# ECS option 8: family 1, source /24, scope 0, address 198.51.100.
+ECS_ARGS=()
+[[ $QUERY == ecs ]] && ECS_ARGS=(-E 8:00011800c63364)
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 
@@ -375,7 +386,7 @@ rss_kib() { # pid field -> VmRSS / VmHWM in KiB
 }
 
 dnsperf_args() { # mode port
-    local a=(-s 127.0.0.1 -p "$2" -d "$WORK/queries.txt" -c "$CLIENTS" -T 1)
+    local a=(-s 127.0.0.1 -p "$2" -d "$WORK/queries.txt" -c "$CLIENTS" -T 1 "${ECS_ARGS[@]}")
     case $1 in
         udp) ;;
         tcp) a+=(-m tcp) ;;
@@ -489,7 +500,7 @@ print_round() { # mode round
         }' "$RESULTS"
 }
 
-echo "== $PINNING; dnsperf -c $CLIENTS -T 1, ${DURATION}s per run, $ROUNDS rounds, CLK_TCK $CLK_TCK"
+echo "== $PINNING; query $QUERY ($(cat "$WORK/queries.txt") ${ECS_ARGS[*]}); dnsperf -c $CLIENTS -T 1, ${DURATION}s per run, $ROUNDS rounds, CLK_TCK $CLK_TCK"
 for mode in $MODES; do
     case $mode in udp|tcp|udpq|sys|instr) ;; *) echo "peer_compare: unknown mode $mode" >&2; exit 1 ;; esac
     if [[ $mode == tcp && $(dnsperf -h 2>&1 || true) != *"-m set transport mode: udp, tcp"* ]]; then

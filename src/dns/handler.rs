@@ -178,6 +178,9 @@ impl Handler {
         let max_udp_payload = snap.plan.server.max_udp_payload;
         let resp_edns = req.edns.as_ref().map(|e| {
             let mut out = response_edns(max_udp_payload, ecs, ans.outcome.ecs_scope);
+            // The high 8 bits of an extended RCODE travel in the OPT record (RFC 6891
+            // §6.1.3).
+            out.set_rcode_high(md.response_code.high());
             if let Some(Some((client, _))) = cookie {
                 let reply = secrets.reply(client, req.src().ip(), now);
                 out.options_mut()

@@ -112,9 +112,18 @@ fn send_all(
 ) {
     let mut from = 0;
     while from < outs.len() {
-        let slices: Vec<[IoSlice<'_>; 1]> =
-            outs[from..].iter().map(|o| [IoSlice::new(o)]).collect();
-        match sendmmsg(fd, tx, slices.iter(), &dests[from..], [], MsgFlags::empty()) {
+        let mut it = outs[from..].iter();
+        let slices: [[IoSlice<'_>; 1]; BATCH] =
+            std::array::from_fn(|_| [IoSlice::new(it.next().map_or(&[][..], |o| &o[..]))]);
+        let n = outs.len() - from;
+        match sendmmsg(
+            fd,
+            tx,
+            slices[..n].iter(),
+            &dests[from..],
+            [],
+            MsgFlags::empty(),
+        ) {
             Ok(sent) => {
                 let sent = sent.count();
                 if sent == 0 {

@@ -155,10 +155,9 @@ fn emit(
     }
     let mut additionals = d.len();
     if let Some(e) = edns {
-        let mut e = e.clone();
-        // The high 8 bits of an extended RCODE travel in the OPT record (RFC 6891 §6.1.3).
-        e.set_rcode_high(md.response_code.high());
-        Record::from(&e).emit(&mut enc)?;
+        // The caller set the high 8 bits of an extended RCODE (RFC 6891 §6.1.3).
+        debug_assert_eq!(e.rcode_high(), md.response_code.high());
+        Record::from(e).emit(&mut enc)?;
         additionals += 1;
     }
     let header = Header {

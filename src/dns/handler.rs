@@ -82,7 +82,12 @@ impl Handler {
         } else {
             &server.cookie_secrets
         });
-        let now = cookie::unix_now();
+        // The clock only for a query that carries a cookie.
+        let now = if matches!(cookie, Some(Some(_))) {
+            cookie::unix_now()
+        } else {
+            0
+        };
         let verdict = match cookie {
             Some(Some((client, srv))) => Some(secrets.verdict(client, srv, req.src().ip(), now)),
             _ => None,

@@ -1251,19 +1251,6 @@ fn unreadable_state_files_stop_check_and_serve() {
     );
 }
 
-/// A TCP connection to `to` from the loopback address `from`.
-fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.bind(&SocketAddr::new(from.parse().unwrap(), 0).into())
-        .unwrap();
-    s.connect_timeout(&to.into(), Duration::from_secs(5))
-        .unwrap();
-    let s: TcpStream = s.into();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s
-}
-
 /// The status of `GET path` over a connection from `from`, or `None` when the server
 /// closed it without a reply.
 fn get_from(from: &str, to: SocketAddr, path: &str) -> Option<u16> {

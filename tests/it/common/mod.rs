@@ -261,6 +261,19 @@ pub enum Transport {
     Tcp,
 }
 
+/// A TCP connection to `to` from the loopback address `from`.
+pub fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::new(from.parse().unwrap(), 0).into())
+        .unwrap();
+    s.connect_timeout(&to.into(), Duration::from_secs(5))
+        .unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
 /// Sends `msg` and parses the reply; checks that the ID matches.
 pub fn exchange(addr: SocketAddr, msg: &Message, t: Transport) -> Message {
     let bytes = msg.to_vec().unwrap();

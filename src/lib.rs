@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod answer;
+pub mod cluster;
 pub mod config;
 pub mod ctl;
 pub mod demo;

@@ -300,7 +300,15 @@ fn serve(plan: gslb::plan::Plan, path: Option<PathBuf>, demo: bool) -> anyhow::R
 
         let metrics = Metrics::new();
         let tcp_metrics = metrics.tcp.clone();
-        let runtime = Publisher::start(plan, path, metrics)?;
+        let cluster = match plan.cluster.clone() {
+            Some(c) => Some(
+                gslb::cluster::Cluster::start(c, metrics.cluster.clone())
+                    .await
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            None => None,
+        };
+        let runtime = Publisher::start(plan, path, metrics, cluster)?;
         let shutdown = CancellationToken::new();
         // Before the "listening" lines: whoever reads them may signal at once, and a
         // SIGHUP or SIGTERM without a handler installed kills the process.

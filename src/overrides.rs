@@ -43,6 +43,9 @@ pub enum OverrideError {
     NoSuchEndpoint { service: String, gateway: String },
     #[error("cannot save state file {}: {why}; nothing changed", path.display())]
     Save { path: PathBuf, why: String },
+    /// The cluster's shared store did not take the change, so no replica applies it.
+    #[error("{why}; nothing changed on any replica")]
+    Store { why: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

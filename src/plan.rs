@@ -38,6 +38,8 @@ pub struct Plan {
     pub admin: Option<AdminSettings>,
     pub health: HealthSettings,
     pub rrl: Option<RrlSettings>,
+    /// Replicas sharing overrides through NATS JetStream KV; `None`: a single node.
+    pub cluster: Option<ClusterSettings>,
     pub zones: Vec<Zone>,
     pub regions: Vec<Region>,
     pub gateways: Vec<Gateway>,
@@ -82,6 +84,39 @@ pub struct RrlSettings {
 pub struct HealthSettings {
     /// Probes in flight at once, across all targets.
     pub max_concurrent_probes: usize,
+    /// `source_address`: where probes of each family connect from (`None`: the
+    /// kernel's choice).
+    pub source_v4: Option<Ipv4Addr>,
+    pub source_v6: Option<Ipv6Addr>,
+}
+
+impl HealthSettings {
+    /// The local address a probe of `target` binds to, if one is configured.
+    pub fn source_for(&self, target: SocketAddr) -> Option<std::net::IpAddr> {
+        match target {
+            SocketAddr::V4(_) => self.source_v4.map(Into::into),
+            SocketAddr::V6(_) => self.source_v6.map(Into::into),
+        }
+    }
+}
+
+/// `[cluster]`: the NATS JetStream key-value store the replicas share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// This replica's name, unique among the replicas (`[A-Za-z0-9_-]`).
+    pub name: String,
+    /// NATS server URLs (`nats://host:port`, `tls://host:port`).
+    pub servers: Vec<String>,
+    /// The bucket of operator overrides (`[A-Za-z0-9_-]`); created if missing.
+    pub bucket: String,
+    /// Stream replicas of a bucket gslb creates (a RAFT group of that size).
+    pub replicas: usize,
+    /// A store call (a drain) must be accepted within this, or it is refused.
+    pub timeout: Duration,
+    pub credentials_file: Option<PathBuf>,
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate and key, for servers that verify clients.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -174,10 +174,15 @@ impl Admin {
             },
             (&Method::GET, "/v1/state") => {
                 let ready = self.publisher.readiness().is_ok();
-                json(
-                    StatusCode::OK,
-                    &state::state_json(&self.publisher.shared().load(), ready),
-                )
+                let mut v = state::state_json(&self.publisher.shared().load(), ready);
+                if let Some(c) = self.publisher.cluster_status() {
+                    v["cluster"] = serde_json::json!({
+                        "replica": c.replica,
+                        "store_reachable": c.reachable,
+                        "overrides_revision": c.revision,
+                    });
+                }
+                json(StatusCode::OK, &v)
             }
             (&Method::GET, "/v1/explain") => {
                 let Some(name) = params.get("name") else {
@@ -253,6 +258,9 @@ impl Admin {
                     }
                     Err(e @ OverrideError::Save { .. }) => {
                         error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+                    }
+                    Err(e @ OverrideError::Store { .. }) => {
+                        error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
                     }
                     Err(e) => error(StatusCode::NOT_FOUND, &e.to_string()),
                 }

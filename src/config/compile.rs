@@ -305,13 +305,21 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
         });
     }
 
+    let (source_v4, source_v6) = super::cluster::source_addresses(loc, &file.health)?;
+    let cluster = match &file.cluster {
+        Some(c) => Some(super::cluster::compile_cluster(loc, c, admin.as_ref())?),
+        None => None,
+    };
     Ok(Plan {
         source: loc.file_path().to_path_buf(),
         server,
         admin,
         health: HealthSettings {
             max_concurrent_probes: *file.health.max_concurrent_probes.get_ref(),
+            source_v4,
+            source_v6,
         },
+        cluster,
         rrl: match &file.rrl {
             Some(r) => Some(compile_rrl(loc, r)?),
             None => None,

@@ -3,6 +3,7 @@
 //! line and column it is about, so `gslb check` reads like a compiler.
 
 mod check;
+mod cluster;
 pub mod compile;
 pub mod duration;
 mod identity;

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+mod cluster;
 mod rrl;
+pub use cluster::ClusterDef;
 pub use rrl::RrlDef;
 use toml::Spanned;
 
@@ -23,6 +25,7 @@ pub struct File {
     pub health: HealthDef,
     /// Response rate limiting; off without this table.
     pub rrl: Option<RrlDef>,
+    pub cluster: Option<ClusterDef>,
     #[serde(default, rename = "zone")]
     pub zones: Vec<ZoneDef>,
     #[serde(default, rename = "region")]
@@ -92,6 +95,18 @@ pub struct HealthDef {
     pub max_concurrent_probes: Spanned<usize>,
     /// User-Agent of http/https probes, unless a check sets its own.
     pub user_agent: Option<String>,
+    /// The local address probes connect from: one address, or a list of at most one
+    /// IPv4 and one IPv6 address (each family's probes use their own).
+    #[serde(default)]
+    pub source_address: Option<Spanned<OneOrMany>>,
+}
+
+/// A string, or a list of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 impl Default for HealthDef {
@@ -99,6 +114,7 @@ impl Default for HealthDef {
         HealthDef {
             max_concurrent_probes: default_max_probes(),
             user_agent: None,
+            source_address: None,
         }
     }
 }

@@ -132,6 +132,7 @@ impl Engine {
             &label,
             &self.metrics,
             configs,
+            plan.health.source_for(key.addr),
         );
         match built {
             Ok(prober) => {

@@ -43,10 +43,12 @@ impl HttpProbe {
         host: Option<&str>,
         expiry: Option<ExpiryWatch>,
         configs: &mut tls::ConfigCache,
+        source: Option<std::net::IpAddr>,
     ) -> Result<HttpProbe, SetupError> {
         let http = check.kind.http().ok_or(SetupError::NotHttp)?;
         let host = host.or(http.host.as_deref());
         let mut builder = Client::builder()
+            .local_address(source)
             .no_proxy()
             .pool_max_idle_per_host(0)
             .redirect(reqwest::redirect::Policy::none())

@@ -1,6 +1,6 @@
 //! One probe kind per target, built once when the target's task starts.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::failure::{ProbeResult, SetupError};
 use super::{expiry, http, tcp, tls};
@@ -8,7 +8,8 @@ use crate::metrics::{Metrics, cert_target_label};
 use crate::plan::{Check, CheckKind, TlsSettings};
 
 pub(super) enum Prober {
-    Tcp(SocketAddr),
+    /// The address, and the local address to connect from.
+    Tcp(SocketAddr, Option<IpAddr>),
     Tls(Box<tls::TlsProbe>),
     Http(Box<http::HttpProbe>),
 }
@@ -22,6 +23,7 @@ impl Prober {
         label: &str,
         metrics: &Metrics,
         configs: &mut tls::ConfigCache,
+        source: Option<IpAddr>,
     ) -> Result<Prober, SetupError> {
         let expiry = |tls: &TlsSettings| {
             let target = cert_target_label(addr, host);
@@ -34,7 +36,7 @@ impl Prober {
             )
         };
         Ok(match &check.kind {
-            CheckKind::Tcp => Prober::Tcp(addr),
+            CheckKind::Tcp => Prober::Tcp(addr, source),
             CheckKind::Tls => {
                 let t = check.tls.as_ref().ok_or(SetupError::NoTlsSettings)?;
                 let sni = t.sni.as_deref().or(host);
@@ -44,17 +46,25 @@ impl Prober {
                     sni,
                     expiry(t),
                     configs,
+                    source,
                 )?))
             }
-            CheckKind::Http(_) | CheckKind::Https(_) => Prober::Http(Box::new(
-                http::HttpProbe::new(addr, check, host, check.tls.as_ref().map(expiry), configs)?,
-            )),
+            CheckKind::Http(_) | CheckKind::Https(_) => {
+                Prober::Http(Box::new(http::HttpProbe::new(
+                    addr,
+                    check,
+                    host,
+                    check.tls.as_ref().map(expiry),
+                    configs,
+                    source,
+                )?))
+            }
         })
     }
 
     pub async fn probe(&self) -> ProbeResult {
         match self {
-            Prober::Tcp(addr) => tcp::probe(*addr).await,
+            Prober::Tcp(addr, source) => tcp::probe(*addr, *source).await,
             Prober::Tls(p) => p.probe().await,
             Prober::Http(p) => p.probe().await,
         }

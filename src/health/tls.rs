@@ -10,7 +10,6 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tracing::warn;
 
@@ -217,6 +216,8 @@ pub fn tls_error_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a 
 /// The `tls` probe: connect, handshake (with verification), done.
 pub struct TlsProbe {
     addr: SocketAddr,
+    /// The local address to connect from (`[health] source_address`).
+    source: Option<std::net::IpAddr>,
     name: ServerName<'static>,
     name_text: String,
     connector: TlsConnector,
@@ -230,10 +231,12 @@ impl TlsProbe {
         sni: Option<&str>,
         expiry: ExpiryWatch,
         configs: &mut ConfigCache,
+        source: Option<std::net::IpAddr>,
     ) -> Result<TlsProbe, SetupError> {
         let (name, name_text) = server_name(addr, sni)?;
         Ok(TlsProbe {
             addr,
+            source,
             name,
             name_text,
             connector: TlsConnector::from(configs.get(tls, false)?),
@@ -242,7 +245,7 @@ impl TlsProbe {
     }
 
     pub async fn probe(&self) -> ProbeResult {
-        let tcp = TcpStream::connect(self.addr)
+        let tcp = super::tcp::connect(self.addr, self.source)
             .await
             .map_err(|e| IoFailure::new(Stage::Connect, &e))?;
         let tls = self

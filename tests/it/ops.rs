@@ -39,7 +39,7 @@ impl HttpResp {
             .map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         assert_eq!(
             self.header("content-type"),
             Some("application/json"),

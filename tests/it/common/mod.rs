@@ -3,6 +3,7 @@
 //! sockets), and run real HTTP and TCP targets for its health checks.
 #![allow(dead_code)]
 
+pub mod nats;
 pub mod paused;
 pub mod tls;
 
@@ -375,6 +376,10 @@ pub struct HttpTarget {
     once: Arc<Mutex<Option<Reply>>>,
     stop: Arc<AtomicBool>,
     pub hits: Arc<std::sync::atomic::AtomicUsize>,
+    /// The source address of every connection accepted, in order.
+    pub peers: Arc<Mutex<Vec<IpAddr>>>,
+    /// Connections from this address are closed without an answer.
+    refuse: Arc<Mutex<Option<IpAddr>>>,
 }
 
 impl HttpTarget {
@@ -386,11 +391,19 @@ impl HttpTarget {
         let once = Arc::new(Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
         let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let refuse = Arc::new(Mutex::new(None));
         let (r, o, st, h) = (reply.clone(), once.clone(), stop.clone(), hits.clone());
+        let (ps, rf) = (peers.clone(), refuse.clone());
         thread::spawn(move || {
             while !st.load(Ordering::SeqCst) {
                 match listener.accept() {
-                    Ok((s, _)) => {
+                    Ok((s, peer)) => {
+                        ps.lock().unwrap().push(peer.ip());
+                        if *rf.lock().unwrap() == Some(peer.ip()) {
+                            drop(s);
+                            continue;
+                        }
                         let (r, o, h) = (r.clone(), o.clone(), h.clone());
                         thread::spawn(move || serve_http(s, &r, &o, &h));
                     }
@@ -405,7 +418,14 @@ impl HttpTarget {
             once,
             stop,
             hits,
+            peers,
+            refuse,
         }
+    }
+
+    /// From now on, connections from `from` are closed unanswered (`None`: none are).
+    pub fn refuse_from(&self, from: Option<IpAddr>) {
+        *self.refuse.lock().unwrap() = from;
     }
 
     pub fn set(&self, reply: Reply) {

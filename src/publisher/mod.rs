@@ -18,12 +18,16 @@ use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
+use crate::cluster::{Cluster, Versioned, Written};
 use crate::config::{self, ConfigError};
 use crate::health::{Engine, TargetState};
 use crate::metrics::{Metrics, PlanMetrics};
 use crate::overrides::{AdminState, OverrideError, Overrides, Scope};
 use crate::plan::Plan;
 use crate::snapshot::{Shared, Snapshot, Zones};
+
+mod diff;
+use diff::{needs_restart, shrinkage};
 
 /// Why a reload did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +64,15 @@ pub struct Ready {
     pub total: usize,
 }
 
+/// This replica's view of the cluster, for `/v1/state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterStatus {
+    pub replica: String,
+    pub reachable: bool,
+    /// The store revision of the overrides served (0: the local copy, none read yet).
+    pub revision: u64,
+}
+
 /// What an override call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -83,6 +96,8 @@ pub struct Publisher {
     /// Serialises override changes, so that the state file and the published overrides
     /// change in the same order.
     overriding: Mutex<()>,
+    /// With `[cluster]`: the shared store, which overrides are written to and read from.
+    cluster: Option<Arc<Cluster>>,
     started: Instant,
 }
 
@@ -93,6 +108,8 @@ struct Inner {
     /// Probe state per `plan.targets` entry.
     states: Arc<[Arc<TargetState>]>,
     overrides: Overrides,
+    /// The store revision `overrides` came from (0: the local state file).
+    revision: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -105,6 +122,7 @@ impl Publisher {
         plan: Plan,
         config_path: Option<PathBuf>,
         metrics: Arc<Metrics>,
+        cluster: Option<Arc<Cluster>>,
     ) -> Result<Arc<Publisher>, StartError> {
         let plan = Arc::new(plan);
         let overrides = match plan.admin.as_ref().and_then(|a| a.state_file.as_ref()) {
@@ -142,10 +160,12 @@ impl Publisher {
                 zones,
                 plan_metrics,
                 states,
-                overrides,
+                overrides: overrides.clone(),
+                revision: 0,
             }),
             engine: Mutex::new(engine),
             overriding: Mutex::new(()),
+            cluster: cluster.clone(),
             started: Instant::now(),
         });
         p.republish();
@@ -157,6 +177,21 @@ impl Publisher {
         );
         metrics.reloads.with_label_values(&["success"]).inc();
         metrics.last_reload_success.set(unix_now());
+
+        // Every replica applies the shared overrides as the store changes them.
+        if let Some(c) = cluster {
+            let weak = Arc::downgrade(&p);
+            tokio::spawn(c.watch(overrides, move |v| {
+                let weak = weak.clone();
+                async move {
+                    let Some(p) = weak.upgrade() else {
+                        return false;
+                    };
+                    let _ = tokio::task::spawn_blocking(move || p.apply_shared(v)).await;
+                    true
+                }
+            }));
+        }
 
         // One snapshot per burst of probe flips.
         let weak = Arc::downgrade(&p);
@@ -286,11 +321,32 @@ impl Publisher {
     /// Sets (`Some`) or clears (`None`) an operator override. With a state file, the
     /// change is saved before it is published; one that cannot be saved is refused and
     /// changes nothing.
+    ///
+    /// With `[cluster]`, the change is written to the shared store first and returns
+    /// once the store accepted it (every replica then applies it from its watch); a
+    /// store that is unreachable refuses it. Blocking: call it from a blocking thread.
     pub fn set_override(
         &self,
         scope: &Scope,
         state: Option<AdminState>,
     ) -> Result<Change, OverrideError> {
+        if let Some(cluster) = &self.cluster {
+            let plan = self.plan();
+            let written = tokio::runtime::Handle::current().block_on(cluster.write(|o| {
+                o.check(&plan, scope, state)?;
+                Ok(o.set(scope, state))
+            }))?;
+            return Ok(match written {
+                Written::Stored(v) => {
+                    self.apply_shared(v);
+                    Change::Applied
+                }
+                Written::Unchanged(v) => {
+                    self.apply_shared(v);
+                    Change::Unchanged
+                }
+            });
+        }
         let _one_at_a_time = lock(&self.overriding);
         let (plan, mut next) = {
             let inner = lock(&self.inner);
@@ -313,71 +369,63 @@ impl Publisher {
         self.republish();
         Ok(Change::Applied)
     }
+
+    /// With `[cluster]`: which replica this is, whether it reaches the store, and the
+    /// revision of the overrides it serves.
+    pub fn cluster_status(&self) -> Option<ClusterStatus> {
+        let c = self.cluster.as_ref()?;
+        Some(ClusterStatus {
+            replica: c.name().to_string(),
+            reachable: c.reachable(),
+            revision: lock(&self.inner).revision,
+        })
+    }
+
+    /// Serves the shared overrides of store revision `v.revision`, unless a newer one
+    /// is served already (a replica's own write and its watch deliver each revision
+    /// twice, in either order). The state file keeps a local copy: a failed save is
+    /// logged, not fatal, as the store holds the change.
+    pub fn apply_shared(&self, v: Versioned) {
+        let _one_at_a_time = lock(&self.overriding);
+        {
+            let inner = lock(&self.inner);
+            if v.revision <= inner.revision {
+                return;
+            }
+            if inner.overrides == v.overrides {
+                drop(inner);
+                lock(&self.inner).revision = v.revision;
+                self.metrics
+                    .cluster
+                    .overrides_revision
+                    .set(v.revision as i64);
+                return;
+            }
+        }
+        if let Some(path) = &self.state_file
+            && let Err(e) = v.overrides.save(path)
+        {
+            error!(
+                "cannot save the local copy of the shared overrides to {}: {e}",
+                path.display()
+            );
+        }
+        {
+            let mut inner = lock(&self.inner);
+            inner.overrides = v.overrides;
+            inner.revision = v.revision;
+        }
+        self.metrics
+            .cluster
+            .overrides_revision
+            .set(v.revision as i64);
+        info!(revision = v.revision, "shared overrides applied");
+        self.republish();
+    }
 }
 
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// The settings that differ between `old` and `new` and only apply at a restart (the
-/// sockets, the admin listener, the probe pool), by name.
-fn needs_restart(old: &Plan, new: &Plan) -> Vec<&'static str> {
-    let (o, n) = (&old.server, &new.server);
-    let mut out = Vec::new();
-    let mut differs = |changed: bool, name: &'static str| {
-        if changed {
-            out.push(name);
-        }
-    };
-    differs(o.listen != n.listen, "[server] listen");
-    differs(o.udp_sockets != n.udp_sockets, "[server] udp_sockets");
-    differs(
-        o.tcp_idle_timeout != n.tcp_idle_timeout,
-        "[server] tcp_idle_timeout",
-    );
-    differs(
-        o.tcp_max_connections != n.tcp_max_connections,
-        "[server] tcp_max_connections",
-    );
-    differs(o.grace_period != n.grace_period, "[server] grace_period");
-    differs(old.health != new.health, "[health]");
-    match (&old.admin, &new.admin) {
-        (Some(a), Some(b)) => {
-            differs(a.listen != b.listen, "[admin] listen");
-            differs(a.token != b.token, "[admin] token");
-            differs(a.hosts != b.hosts, "[admin] hosts");
-            differs(a.state_file != b.state_file, "[admin] state_file");
-            differs(
-                a.ready_deadline != b.ready_deadline,
-                "[admin] ready_deadline",
-            );
-        }
-        (a, b) => differs(a.is_some() != b.is_some(), "[admin]"),
-    }
-    out
-}
-
-/// Zones and services a reload drops, when it drops more than half of them.
-fn shrinkage(old: &Plan, new: &Plan) -> Vec<(&'static str, Vec<String>, usize)> {
-    let gone = |before: Vec<String>, after: Vec<String>| -> Vec<String> {
-        before.into_iter().filter(|n| !after.contains(n)).collect()
-    };
-    let zones = gone(
-        old.zones.iter().map(|z| z.origin.to_string()).collect(),
-        new.zones.iter().map(|z| z.origin.to_string()).collect(),
-    );
-    let services = gone(
-        old.services.iter().map(|s| s.name.to_string()).collect(),
-        new.services.iter().map(|s| s.name.to_string()).collect(),
-    );
-    let mut out = Vec::new();
-    if zones.len() * 2 > old.zones.len() {
-        out.push(("zones", zones, old.zones.len()));
-    }
-    if services.len() * 2 > old.services.len() {
-        out.push(("services", services, old.services.len()));
-    }
-    out
 }

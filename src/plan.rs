@@ -113,10 +113,42 @@ pub struct ClusterSettings {
     pub replicas: usize,
     /// A store call (a drain) must be accepted within this, or it is refused.
     pub timeout: Duration,
+    /// How the live replicas' verdicts on a target combine.
+    pub quorum: Quorum,
+    /// How often this replica refreshes its verdicts in the store; a replica whose
+    /// verdicts are older than three of these no longer counts.
+    pub heartbeat: Duration,
     pub credentials_file: Option<PathBuf>,
     pub tls_ca_file: Option<PathBuf>,
     /// Client certificate and key, for servers that verify clients.
     pub tls_client: Option<(PathBuf, PathBuf)>,
+}
+
+/// How the live replicas' verdicts on one target combine into the one every replica
+/// answers with. Each verdict is already past its replica's rise/fall hysteresis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quorum {
+    /// Up while at least half of the replicas see it up (a tie keeps it: one broken
+    /// vantage point of two must not fail a service over).
+    Majority,
+    /// Up while any replica sees it up.
+    Any,
+    /// Up only while every replica sees it up.
+    All,
+    /// Up while at least this many thousandths of the replicas see it up.
+    PerMille(u16),
+}
+
+impl Quorum {
+    /// The name `/v1/state` and explain print.
+    pub fn describe(&self) -> String {
+        match self {
+            Quorum::Majority => "majority".into(),
+            Quorum::Any => "any".into(),
+            Quorum::All => "all".into(),
+            Quorum::PerMille(m) => format!("{}", f64::from(*m) / 1000.0),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,6 +343,17 @@ impl Plan {
                 target.addr,
                 self.checks[target.check].name
             ),
+        }
+    }
+
+    /// The name replicas know target `t` by in their shared verdicts: the probe
+    /// address, the check and the Host, the same on every replica with the same config.
+    pub fn target_key(&self, t: TargetId) -> String {
+        let target = &self.targets[t];
+        let check = &self.checks[target.check].name;
+        match &target.host {
+            Some(h) => format!("{} {check} {h}", target.addr),
+            None => format!("{} {check}", target.addr),
         }
     }
 

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use hickory_proto::rr::{LowerName, Record, RecordType};
 
 use crate::answer::{self, Client, Decided, EndpointView, RegionIndex, ServiceTable};
+use crate::cluster::Votes;
 use crate::health::TargetState;
 use crate::metrics::PlanMetrics;
 use crate::overrides::Overrides;
@@ -133,6 +134,8 @@ pub struct Snapshot {
     pub probes: Arc<[Arc<TargetState>]>,
     /// The operator overrides the tables were built with.
     pub overrides: Overrides,
+    /// With `[cluster]`: every replica's verdicts the health came from.
+    pub votes: Option<Arc<Votes>>,
 }
 
 impl Snapshot {
@@ -168,12 +171,19 @@ impl Snapshot {
             services,
             probes: Arc::new([]),
             overrides: overrides.clone(),
+            votes: None,
         }
     }
 
     /// With the probe states the verdicts came from (`/v1/state` shows their details).
     pub fn with_probes(mut self, probes: Arc<[Arc<TargetState>]>) -> Snapshot {
         self.probes = probes;
+        self
+    }
+
+    /// With the replicas' verdicts the health was combined from.
+    pub fn with_votes(mut self, votes: Option<Arc<Votes>>) -> Snapshot {
+        self.votes = votes;
         self
     }
 

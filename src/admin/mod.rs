@@ -176,11 +176,9 @@ impl Admin {
                 let ready = self.publisher.readiness().is_ok();
                 let mut v = state::state_json(&self.publisher.shared().load(), ready);
                 if let Some(c) = self.publisher.cluster_status() {
-                    v["cluster"] = serde_json::json!({
-                        "replica": c.replica,
-                        "store_reachable": c.reachable,
-                        "overrides_revision": c.revision,
-                    });
+                    v["cluster"]["replica"] = c.replica.into();
+                    v["cluster"]["store_reachable"] = c.reachable.into();
+                    v["cluster"]["overrides_revision"] = c.revision.into();
                 }
                 json(StatusCode::OK, &v)
             }

@@ -31,7 +31,11 @@ pub fn state_json(snap: &Snapshot, ready: bool) -> Value {
                         let target = &plan.targets[t];
                         let detail = snap.probes.get(t.index()).map(|s| s.detail());
                         let detail = detail.as_ref();
-                        json!({
+                        let votes = snap
+                            .votes
+                            .as_ref()
+                            .and_then(|v| Some((v, v.targets.get(t.index())?)));
+                        let mut probe = json!({
                             "target": target.addr.to_string(),
                             "check": plan.checks[target.check].name,
                             "up": view.probe_up,
@@ -42,7 +46,23 @@ pub fn state_json(snap: &Snapshot, ready: bool) -> Value {
                             "last_probe_unix": detail.and_then(|d| d.last_probe_at).map(unix),
                             "last_duration_seconds": detail.and_then(|d| d.last_duration).map(|d| d.as_secs_f64()),
                             "changed_unix": detail.and_then(|d| d.changed_at).map(unix),
-                        })
+                        });
+                        // With [cluster]: every counted replica's verdict, and whether
+                        // the quorum overruled this replica's own probe.
+                        if let Some((v, tv)) = votes {
+                            let mut by = serde_json::Map::new();
+                            if tv.own_counted {
+                                by.insert(v.replica.clone(), json!(tv.own));
+                            }
+                            for (r, up) in &tv.others {
+                                by.insert(r.clone(), json!(up));
+                            }
+                            probe["own_up"] = json!(tv.own);
+                            probe["verdicts"] = Value::Object(by);
+                            probe["decided_by"] =
+                                json!(if tv.overruled() { "quorum" } else { "own probe" });
+                        }
+                        probe
                     });
                     let addresses: Vec<String> = gw
                         .v4
@@ -81,10 +101,20 @@ pub fn state_json(snap: &Snapshot, ready: bool) -> Value {
             })
         })
         .collect();
-    json!({
+    let mut out = json!({
         "config": plan.source.display().to_string(),
         "ready": ready,
         "services": services,
         "overrides": serde_json::to_value(&snap.overrides).unwrap_or(Value::Null),
-    })
+    });
+    if let Some(v) = &snap.votes {
+        out["cluster"] = json!({
+            "quorum": v.quorum.describe(),
+            "alone": v.alone,
+            "fenced": v.fenced,
+            "live_replicas": v.live,
+            "disagreements": v.targets.iter().filter(|t| t.overruled()).count(),
+        });
+    }
+    out
 }

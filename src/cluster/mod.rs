@@ -13,17 +13,22 @@
 //! answers in a shape the client rejects; `get_key_value` opens it like any bucket.
 //! The bucket has no `max_age`: an expiry would silently drop every override.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use async_nats::jetstream::{self, kv, stream};
 use futures_util::StreamExt;
+use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
 use crate::metrics::ClusterMetrics;
 use crate::overrides::{OverrideError, Overrides};
 use crate::plan::ClusterSettings;
+
+mod quorum;
+mod verdicts;
+pub use quorum::{Own, TargetVotes, Votes};
 
 /// The key of the overrides document.
 const OVERRIDES: &str = "overrides";
@@ -34,6 +39,11 @@ pub struct Cluster {
     client: async_nats::Client,
     /// The open bucket; `None` until it has been opened (or created).
     bucket: ArcSwapOption<kv::Store>,
+    /// The bucket of the replicas' verdicts, likewise.
+    verdicts: ArcSwapOption<kv::Store>,
+    exchange: Mutex<verdicts::Exchange>,
+    /// This replica's verdicts changed: send them now, not at the next heartbeat.
+    own_changed: Notify,
     metrics: ClusterMetrics,
 }
 
@@ -91,6 +101,9 @@ impl Cluster {
             settings,
             client,
             bucket: ArcSwapOption::empty(),
+            verdicts: ArcSwapOption::empty(),
+            exchange: Mutex::default(),
+            own_changed: Notify::new(),
             metrics,
         }))
     }
@@ -117,22 +130,46 @@ impl Cluster {
             && self.client.connection_state() == async_nats::connection::State::Connected
     }
 
-    /// The bucket, opened (and created if missing) on first success.
+    /// The overrides bucket, opened (and created if missing) on first success.
     async fn bucket(&self) -> Result<Arc<kv::Store>, String> {
-        if let Some(b) = self.bucket.load_full() {
+        // A few past revisions, for `nats kv history` after an incident; no max_age.
+        self.open(
+            &self.bucket,
+            self.settings.bucket.clone(),
+            16,
+            Duration::ZERO,
+        )
+        .await
+    }
+
+    /// The verdicts bucket (`<bucket>_verdicts`). Its keys expire after an hour, which
+    /// only tidies away replicas that are gone: liveness is judged from report times.
+    async fn verdict_bucket(&self) -> Result<Arc<kv::Store>, String> {
+        let name = format!("{}_verdicts", self.settings.bucket);
+        self.open(&self.verdicts, name, 1, Duration::from_secs(3600))
+            .await
+    }
+
+    /// Opens bucket `name` into `slot`, creating its stream if missing.
+    async fn open(
+        &self,
+        slot: &ArcSwapOption<kv::Store>,
+        name: String,
+        history: i64,
+        max_age: Duration,
+    ) -> Result<Arc<kv::Store>, String> {
+        if let Some(b) = slot.load_full() {
             return Ok(b);
         }
         let js = jetstream::new(self.client.clone());
-        let name = &self.settings.bucket;
         let store = match js.get_key_value(name.clone()).await {
             Ok(s) => s,
             Err(first) => {
                 let config = stream::Config {
                     name: format!("KV_{name}"),
                     subjects: vec![format!("$KV.{name}.>")],
-                    // A few past revisions, for `nats kv history` after an incident.
-                    max_messages_per_subject: 16,
-                    max_age: Duration::ZERO,
+                    max_messages_per_subject: history,
+                    max_age,
                     storage: stream::StorageType::File,
                     num_replicas: self.settings.replicas,
                     allow_rollup: true,
@@ -142,10 +179,10 @@ impl Cluster {
                     ..Default::default()
                 };
                 match js.create_stream(config).await {
-                    Ok(_) => info!(bucket = %name, "created the cluster bucket"),
+                    Ok(_) => info!(bucket = %name, "created a cluster bucket"),
                     // Another replica may have created it meanwhile: open it below.
                     Err(e) => {
-                        warn!(bucket = %name, "cannot create the cluster bucket ({e}) after opening it failed ({first})")
+                        warn!(bucket = %name, "cannot create a cluster bucket ({e}) after opening it failed ({first})")
                     }
                 }
                 js.get_key_value(name.clone())
@@ -154,7 +191,7 @@ impl Cluster {
             }
         };
         let store = Arc::new(store);
-        self.bucket.store(Some(store.clone()));
+        slot.store(Some(store.clone()));
         Ok(store)
     }
 

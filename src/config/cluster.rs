@@ -3,13 +3,14 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toml::Spanned;
 
 use super::compile::nonempty;
-use super::schema::{ClusterDef, HealthDef, OneOrMany};
+use super::schema::{ClusterDef, HealthDef, OneOrMany, QuorumDef};
 use super::{ConfigError, Locator};
-use crate::plan::{AdminSettings, ClusterSettings};
+use crate::plan::{AdminSettings, ClusterSettings, Quorum};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -68,6 +69,40 @@ pub(super) fn compile_cluster(
             "timeout must be more than 0s and at most 60s",
         ));
     }
+    let quorum = match &c.quorum {
+        None => Quorum::Majority,
+        Some(q) => match q.get_ref() {
+            QuorumDef::Rule(r) => match r.as_str() {
+                "majority" => Quorum::Majority,
+                "any" => Quorum::Any,
+                "all" => Quorum::All,
+                other => {
+                    return Err(loc.error(
+                        q.span(),
+                        format!(
+                            "unknown quorum {other:?}: expected \"majority\", \"any\", \"all\" or a fraction such as 0.66"
+                        ),
+                    ));
+                }
+            },
+            QuorumDef::Fraction(f) if *f > 0.0 && *f <= 1.0 => {
+                Quorum::PerMille((f * 1000.0).round().max(1.0) as u16)
+            }
+            QuorumDef::Fraction(f) => {
+                return Err(loc.error(
+                    q.span(),
+                    format!("quorum {f} is not a fraction above 0 and at most 1"),
+                ));
+            }
+        },
+    };
+    let heartbeat = c.heartbeat.get_ref().0;
+    if heartbeat < Duration::from_millis(100) || heartbeat > Duration::from_secs(60) {
+        return Err(loc.error(
+            c.heartbeat.span(),
+            "heartbeat must be between 100ms and 60s",
+        ));
+    }
     // Without a local copy, a replica that restarts while the store is down would
     // serve without the drains: traffic back to gateways under maintenance.
     if admin.and_then(|a| a.state_file.as_ref()).is_none() {
@@ -94,6 +129,8 @@ pub(super) fn compile_cluster(
         bucket,
         replicas,
         timeout,
+        quorum,
+        heartbeat,
         credentials_file: file(&c.credentials_file),
         tls_ca_file: file(&c.tls_ca_file),
         tls_client,

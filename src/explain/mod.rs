@@ -70,6 +70,9 @@ pub struct EndpointTrace {
     pub health: &'static str,
     pub admin: Option<&'static str>,
     pub ready: bool,
+    /// With `[cluster]`, when the replicas' quorum and not this replica's probe decided
+    /// the health: how.
+    pub quorum: Option<String>,
 }
 
 pub struct FamilyTrace {
@@ -134,6 +137,29 @@ pub fn explain(
     })
 }
 
+/// "the quorum (majority) decided: this replica's probe says down; ns1 up, ns3 up",
+/// when the combined verdict on `target` is not this replica's own.
+fn quorum_note(snap: &Snapshot, target: Option<crate::plan::TargetId>) -> Option<String> {
+    let votes = snap.votes.as_ref()?;
+    let tv = votes.targets.get(target?.index())?;
+    if !tv.overruled() {
+        return None;
+    }
+    let word = |up: bool| if up { "up" } else { "down" };
+    Some(format!(
+        "the quorum ({}) decided {}: this replica's probe says {}{}; {}",
+        votes.quorum.describe(),
+        word(tv.combined),
+        word(tv.own),
+        if votes.fenced {
+            " (this replica is fenced)"
+        } else {
+            ""
+        },
+        tv.describe_others()
+    ))
+}
+
 fn trace_service(
     snap: &Snapshot,
     zone: ZoneId,
@@ -165,6 +191,7 @@ fn trace_service(
                 },
                 admin: view.admin.map(|a| a.as_str()),
                 ready: view.ready(),
+                quorum: quorum_note(snap, e.target),
             }
         })
         .collect();

@@ -80,6 +80,7 @@ impl Explanation {
                     "health": e.health,
                     "admin": e.admin,
                     "ready": e.ready,
+                    "quorum": e.quorum,
                 })).collect::<Vec<_>>(),
                 "families": t.families.iter().map(|f| json!({
                     "qtype": f.qtype,
@@ -173,6 +174,9 @@ impl fmt::Display for Explanation {
                         e.addresses.join(", ")
                     );
                     writeln!(f, "{line}")?;
+                    if let Some(q) = &e.quorum {
+                        writeln!(f, "    {q}")?;
+                    }
                 }
                 for fam in &t.families {
                     writeln!(f, "{} answers: {}", fam.qtype, decision_text(fam.decision))?;

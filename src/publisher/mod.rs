@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
-use crate::cluster::{Cluster, Versioned, Written};
+use crate::cluster::{Cluster, Written};
 use crate::config::{self, ConfigError};
 use crate::health::{Engine, TargetState};
 use crate::metrics::{Metrics, PlanMetrics};
@@ -27,7 +27,10 @@ use crate::plan::Plan;
 use crate::snapshot::{Shared, Snapshot, Zones};
 
 mod diff;
+mod shared;
 use diff::{needs_restart, shrinkage};
+pub use shared::ClusterStatus;
+use shared::own_verdict;
 
 /// Why a reload did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -62,15 +65,6 @@ pub struct NotReady {
 pub struct Ready {
     pub unprobed: usize,
     pub total: usize,
-}
-
-/// This replica's view of the cluster, for `/v1/state`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterStatus {
-    pub replica: String,
-    pub reachable: bool,
-    /// The store revision of the overrides served (0: the local copy, none read yet).
-    pub revision: u64,
 }
 
 /// What an override call did.
@@ -178,8 +172,10 @@ impl Publisher {
         metrics.reloads.with_label_values(&["success"]).inc();
         metrics.last_reload_success.set(unix_now());
 
-        // Every replica applies the shared overrides as the store changes them.
+        // Every replica applies the shared overrides as the store changes them, and
+        // sends and combines verdicts (a change of anyone's rebuilds the answers).
         if let Some(c) = cluster {
+            tokio::spawn(c.clone().exchange_verdicts(changed.clone()));
             let weak = Arc::downgrade(&p);
             tokio::spawn(c.watch(overrides, move |v| {
                 let weak = weak.clone();
@@ -223,7 +219,17 @@ impl Publisher {
     /// Builds and stores a snapshot from the current plan, probe states and overrides.
     pub fn republish(&self) {
         let inner = lock(&self.inner);
-        let health: Vec<bool> = inner.states.iter().map(|s| s.is_up()).collect();
+        // With [cluster], what every replica answers with: the live replicas' verdicts
+        // combined by the quorum rule.
+        let (health, votes) = match &self.cluster {
+            None => (inner.states.iter().map(|s| s.is_up()).collect(), None),
+            Some(c) => {
+                let own = inner.states.iter().map(|s| own_verdict(s)).collect();
+                let votes = c.combine(&inner.plan, own);
+                let health: Vec<bool> = votes.targets.iter().map(|t| t.combined).collect();
+                (health, Some(Arc::new(votes)))
+            }
+        };
         let snap = Snapshot::build(
             inner.plan.clone(),
             inner.zones.clone(),
@@ -231,7 +237,8 @@ impl Publisher {
             &health,
             &inner.overrides,
         )
-        .with_probes(inner.states.clone());
+        .with_probes(inner.states.clone())
+        .with_votes(votes);
         self.metrics
             .targets_unprobed
             .set(snap.probes.iter().filter(|s| !s.probed()).count() as i64);
@@ -368,59 +375,6 @@ impl Publisher {
         lock(&self.inner).overrides = next;
         self.republish();
         Ok(Change::Applied)
-    }
-
-    /// With `[cluster]`: which replica this is, whether it reaches the store, and the
-    /// revision of the overrides it serves.
-    pub fn cluster_status(&self) -> Option<ClusterStatus> {
-        let c = self.cluster.as_ref()?;
-        Some(ClusterStatus {
-            replica: c.name().to_string(),
-            reachable: c.reachable(),
-            revision: lock(&self.inner).revision,
-        })
-    }
-
-    /// Serves the shared overrides of store revision `v.revision`, unless a newer one
-    /// is served already (a replica's own write and its watch deliver each revision
-    /// twice, in either order). The state file keeps a local copy: a failed save is
-    /// logged, not fatal, as the store holds the change.
-    pub fn apply_shared(&self, v: Versioned) {
-        let _one_at_a_time = lock(&self.overriding);
-        {
-            let inner = lock(&self.inner);
-            if v.revision <= inner.revision {
-                return;
-            }
-            if inner.overrides == v.overrides {
-                drop(inner);
-                lock(&self.inner).revision = v.revision;
-                self.metrics
-                    .cluster
-                    .overrides_revision
-                    .set(v.revision as i64);
-                return;
-            }
-        }
-        if let Some(path) = &self.state_file
-            && let Err(e) = v.overrides.save(path)
-        {
-            error!(
-                "cannot save the local copy of the shared overrides to {}: {e}",
-                path.display()
-            );
-        }
-        {
-            let mut inner = lock(&self.inner);
-            inner.overrides = v.overrides;
-            inner.revision = v.revision;
-        }
-        self.metrics
-            .cluster
-            .overrides_revision
-            .set(v.revision as i64);
-        info!(revision = v.revision, "shared overrides applied");
-        self.republish();
     }
 }
 

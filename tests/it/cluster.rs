@@ -40,23 +40,23 @@ timeout = "1s"
     )
 }
 
-fn answers(g: &Gslb) -> BTreeSet<String> {
+pub(crate) fn answers(g: &Gslb) -> BTreeSet<String> {
     a_records(&query(g.addr, "app.gslb.test", RecordType::A))
         .iter()
         .map(|a| a.to_string())
         .collect()
 }
 
-fn set(items: &[&str]) -> BTreeSet<String> {
+pub(crate) fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-fn post(g: &Gslb, target: &str) -> (u16, Value) {
+pub(crate) fn post(g: &Gslb, target: &str) -> (u16, Value) {
     let r = http(g.admin.unwrap(), "POST", target, &[]);
     (r.status, r.json())
 }
 
-fn metric(g: &Gslb, name: &str) -> f64 {
+pub(crate) fn metric(g: &Gslb, name: &str) -> f64 {
     let r = http(g.admin.unwrap(), "GET", "/metrics", &[]);
     r.body
         .lines()

@@ -18,6 +18,7 @@ mod locality;
 mod locality_props;
 mod ops;
 mod prometheus;
+mod quorum;
 mod robustness;
 mod rrl;
 mod smoke;

@@ -22,6 +22,13 @@ pub struct ClusterDef {
     /// How long a store call may take before it is refused.
     #[serde(default = "default_timeout")]
     pub timeout: Spanned<Dur>,
+    /// How the live replicas' verdicts on a target combine: "majority", "any", "all",
+    /// or the fraction (0 to 1) of them that must see it up.
+    pub quorum: Option<Spanned<QuorumDef>>,
+    /// How often a replica refreshes its verdicts; one not refreshed within three of
+    /// these no longer counts.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat: Spanned<Dur>,
     /// A NATS credentials file (JWT and NKey seed); relative to the config file.
     pub credentials_file: Option<Spanned<String>>,
     /// CA bundle (PEM) that signs the servers' certificates.
@@ -31,6 +38,17 @@ pub struct ClusterDef {
     pub tls_key_file: Option<Spanned<String>>,
 }
 
+/// `quorum`: a rule by name, or a fraction.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum QuorumDef {
+    Rule(String),
+    Fraction(f64),
+}
+
+fn default_heartbeat() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur::secs(1))
+}
 fn default_bucket() -> Spanned<String> {
     Spanned::new(0..0, "gslb".to_string())
 }

@@ -1,0 +1,332 @@
+//! Verdicts from every vantage point. Each replica writes its per-target verdicts (past
+//! its own rise/fall hysteresis) under its own name in the bucket `<bucket>_verdicts`,
+//! at every heartbeat and at once when one changes, and watches everyone's.
+//!
+//! Liveness comes from when a report arrived, not from key expiry (NATS sends no event
+//! when a key expires): a report counts while it is younger than three heartbeats. A
+//! report read at watch start dates from the store's timestamp of it, so a replica that
+//! died long ago does not count for three more heartbeats after a restart.
+//!
+//! A replica that cannot reach the store, or whose own reports do not come back through
+//! the watch within the same three heartbeats, is alone: it judges from its own probes,
+//! exactly as a single node does.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::kv;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use super::Cluster;
+use super::quorum::{self, Fence, Own, Votes};
+use crate::plan::{Plan, TargetId};
+
+/// Heartbeats after which a report no longer counts.
+const LAPSE_BEATS: u32 = 3;
+
+/// What one replica writes under its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Report {
+    /// Its view disagrees with everyone else's: the others do not count it.
+    fenced: bool,
+    /// Verdicts on the targets it has probed, by `Plan::target_key`.
+    targets: BTreeMap<String, Verdict>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Verdict {
+    up: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// A report and when it arrived.
+struct Heard {
+    report: Report,
+    at: Instant,
+}
+
+/// What this replica knows of everyone's verdicts.
+#[derive(Default)]
+pub(super) struct Exchange {
+    /// This replica's own verdicts as last combined, by target key.
+    own: BTreeMap<String, Verdict>,
+    /// The same, per target of the plan they were combined for, and its keys.
+    own_list: Vec<Own>,
+    keys: Arc<[String]>,
+    /// `Arc::as_ptr` of the plan `keys` were made for.
+    keys_of: usize,
+    others: HashMap<String, Heard>,
+    /// When this replica's own report last came back through the watch.
+    echo: Option<Instant>,
+    fence: Fence,
+    /// What the last combination counted, to notice when liveness changes it.
+    counted: Vec<String>,
+    alone: bool,
+}
+
+impl Exchange {
+    fn lapse(heartbeat: Duration) -> Duration {
+        heartbeat * LAPSE_BEATS
+    }
+
+    fn alone(&self, heartbeat: Duration) -> bool {
+        self.echo
+            .is_none_or(|at| at.elapsed() > Exchange::lapse(heartbeat))
+    }
+
+    /// The other replicas that count now, by name, with their verdicts on each of
+    /// `keys`.
+    fn live(&self, heartbeat: Duration) -> Vec<(String, Vec<Option<bool>>)> {
+        let mut out: Vec<(String, Vec<Option<bool>>)> = self
+            .others
+            .iter()
+            .filter(|(_, h)| !h.report.fenced && h.at.elapsed() <= Exchange::lapse(heartbeat))
+            .map(|(name, h)| {
+                let v = self
+                    .keys
+                    .iter()
+                    .map(|k| h.report.targets.get(k).map(|v| v.up))
+                    .collect();
+                (name.clone(), v)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+impl Cluster {
+    fn exchange(&self) -> MutexGuard<'_, Exchange> {
+        self.exchange.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Combines this replica's `own` verdicts on `plan`'s targets with the live
+    /// replicas' by the quorum rule. Remembers them for the next heartbeat, and sends
+    /// them at once when they changed.
+    pub fn combine(&self, plan: &Arc<Plan>, own: Vec<Own>) -> Votes {
+        let heartbeat = self.settings.heartbeat;
+        let mut ex = self.exchange();
+        if ex.keys_of != Arc::as_ptr(plan) as usize {
+            ex.keys = TargetId::all(plan.targets.len())
+                .map(|t| plan.target_key(t))
+                .collect();
+            ex.keys_of = Arc::as_ptr(plan) as usize;
+        }
+        let mine: BTreeMap<String, Verdict> = ex
+            .keys
+            .iter()
+            .zip(&own)
+            .filter(|(_, o)| o.probed)
+            .map(|(k, o)| {
+                let v = Verdict {
+                    up: o.up,
+                    reason: if o.up { None } else { o.reason.clone() },
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        if mine != ex.own {
+            ex.own = mine;
+            self.own_changed.notify_one();
+        }
+        let alone = ex.alone(heartbeat);
+        let live = if alone {
+            Vec::new()
+        } else {
+            ex.live(heartbeat)
+        };
+        let fenced = ex.fence.fenced();
+        let targets = quorum::judge(self.settings.quorum, &own, fenced, &live);
+        ex.own_list = own;
+        ex.counted = live.iter().map(|(n, _)| n.clone()).collect();
+        ex.alone = alone;
+        let m = &self.metrics;
+        m.live_replicas.set(live.len() as i64);
+        m.verdict_disagreements
+            .set(targets.iter().filter(|t| t.overruled()).count() as i64);
+        m.fenced.set(i64::from(fenced));
+        m.alone.set(i64::from(alone));
+        Votes {
+            replica: self.settings.name.clone(),
+            quorum: self.settings.quorum,
+            alone,
+            fenced,
+            live: ex.counted.clone(),
+            targets,
+        }
+    }
+
+    /// One heartbeat's judgement: whether this replica is alone, whether its view
+    /// disagrees with everyone else's (the fence), and whether the replicas that count
+    /// changed since the last combination. True when the answers must be rebuilt.
+    fn evaluate(&self) -> bool {
+        let heartbeat = self.settings.heartbeat;
+        let mut ex = self.exchange();
+        let alone = ex.alone(heartbeat);
+        let mut rebuild = alone != ex.alone;
+        if alone != ex.alone {
+            if alone {
+                warn!(
+                    "cluster: alone (the store is unreachable or this replica's verdicts do not come back): judging health from its own probes only"
+                );
+            } else {
+                info!("cluster: the store carries verdicts again; combining the replicas' views");
+            }
+        }
+        if alone {
+            if ex.fence.reset() {
+                rebuild = true;
+            }
+            return rebuild;
+        }
+        let live = ex.live(heartbeat);
+        let disagrees = quorum::disagrees_mostly(&ex.own_list, &live);
+        match ex.fence.observe(disagrees) {
+            Some(true) => {
+                warn!(
+                    "cluster: this replica's probes see most targets down that the other replicas see up; fencing itself: its verdicts do not count until its view agrees again (check this host's network)"
+                );
+                self.own_changed.notify_one();
+                rebuild = true;
+            }
+            Some(false) => {
+                info!(
+                    "cluster: this replica's view agrees with the others again; its verdicts count"
+                );
+                self.own_changed.notify_one();
+                rebuild = true;
+            }
+            None => {}
+        }
+        let names: Vec<&String> = live.iter().map(|(n, _)| n).collect();
+        rebuild || names != ex.counted.iter().collect::<Vec<_>>()
+    }
+
+    /// An entry of the verdicts bucket. True when the answers must be rebuilt.
+    fn heard(&self, entry: kv::Entry) -> bool {
+        let mut ex = self.exchange();
+        let report = match entry.operation {
+            kv::Operation::Put => match serde_json::from_slice::<Report>(&entry.value) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    warn!(replica = %entry.key, "ignoring verdicts this version cannot read: {e}");
+                    None
+                }
+            },
+            kv::Operation::Delete | kv::Operation::Purge => None,
+        };
+        // How old the report is by the store's clock, for reports read at watch start.
+        let created = entry.created.unix_timestamp_nanos();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        let age = Duration::from_nanos((now - created).clamp(0, u64::MAX as i128) as u64);
+        let Some(at) = Instant::now().checked_sub(age) else {
+            return false;
+        };
+        if entry.key == self.settings.name {
+            ex.echo = Some(at);
+            return false;
+        }
+        let lapse = Exchange::lapse(self.settings.heartbeat);
+        match report {
+            Some(report) => {
+                let now_live = at.elapsed() <= lapse;
+                let changed = match ex.others.get(&entry.key) {
+                    None => now_live,
+                    Some(b) => b.report != report || (b.at.elapsed() <= lapse) != now_live,
+                };
+                ex.others.insert(entry.key, Heard { report, at });
+                changed
+            }
+            None => ex.others.remove(&entry.key).is_some(),
+        }
+    }
+
+    /// Sends this replica's verdicts every heartbeat and whenever they change, and
+    /// watches everyone's; `changed` is told whenever the answers must be rebuilt.
+    pub async fn exchange_verdicts(self: Arc<Self>, changed: Arc<Notify>) {
+        tokio::spawn(self.clone().listen(changed.clone()));
+        let heartbeat = self.settings.heartbeat;
+        let mut next = tokio::time::Instant::now();
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {
+                    next = tokio::time::Instant::now() + heartbeat;
+                    if self.evaluate() {
+                        changed.notify_one();
+                    }
+                }
+                _ = self.own_changed.notified() => {}
+            }
+            let body = {
+                let ex = self.exchange();
+                let report = Report {
+                    fenced: ex.fence.fenced(),
+                    targets: ex.own.clone(),
+                };
+                serde_json::to_vec(&report).expect("verdicts serialize")
+            };
+            let sent = async {
+                let bucket = self.verdict_bucket().await?;
+                bucket
+                    .put(&self.settings.name, body.into())
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            match tokio::time::timeout(self.settings.timeout, sent).await {
+                Ok(Ok(_)) => failing = false,
+                Ok(Err(e)) if !failing => {
+                    warn!("cannot send this replica's verdicts to the store: {e}");
+                    failing = true;
+                }
+                Err(_) if !failing => {
+                    warn!(
+                        "the store did not take this replica's verdicts within {:?}",
+                        self.settings.timeout
+                    );
+                    failing = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Watches every replica's verdicts, reopening the watch whenever it ends.
+    async fn listen(self: Arc<Self>, changed: Arc<Notify>) {
+        loop {
+            let opened = async {
+                let bucket = self.verdict_bucket().await?;
+                bucket
+                    .watch_all()
+                    .await
+                    .map_err(|e| format!("cannot watch the verdicts: {e}"))
+            };
+            if let Ok(mut watch) = opened.await {
+                while let Some(entry) = watch.next().await {
+                    match entry {
+                        Ok(e) => {
+                            if self.heard(e) {
+                                changed.notify_one();
+                            }
+                        }
+                        Err(e) => {
+                            warn!("the watch of the verdicts failed: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+            // Cut off: nothing heard counts as fresh any more than its age says, and
+            // this replica's own echo stops, so it turns alone within the lapse.
+            self.verdicts.store(None);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Verdicts from every vantage point: three real `gslb` replicas, each probing from its
+//! own loopback source address, combine their verdicts through a real `nats-server`.
+//! A target that refuses one replica only stays in (majority) or leaves (all); a
+//! replica that sees everything down alone fences itself; a target down for everyone
+//! leaves every replica's answers within interval × fall + timeout + one heartbeat.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::cluster::{answers, metric, set};
+use crate::common::nats::{self, Nats};
+use crate::common::{Gslb, HttpTarget, Reply, ZONE, wait_until};
+use crate::ops::http;
+
+const INTERVAL_MS: u64 = 200;
+const TIMEOUT_MS: u64 = 150;
+const HEARTBEAT_MS: u64 = 200;
+
+struct Trio {
+    _store: Nats,
+    _dir: tempfile::TempDir,
+    targets: Vec<HttpTarget>,
+    replicas: Vec<Gslb>,
+    sources: Vec<IpAddr>,
+}
+
+/// Three gateways with an HTTP target each on `127.0.<net>.1..3`, three replicas
+/// probing from `127.0.<net>.11..13`, all judging by `quorum`.
+fn trio(net: u8, quorum: &str) -> Trio {
+    let store = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let targets: Vec<HttpTarget> = (1..=3)
+        .map(|i| HttpTarget::start(&format!("127.0.{net}.{i}"), Reply::ok()))
+        .collect();
+    let sources: Vec<IpAddr> = (11..=13)
+        .map(|i| format!("127.0.{net}.{i}").parse().unwrap())
+        .collect();
+    let mut gateways = String::new();
+    for (i, t) in targets.iter().enumerate() {
+        gateways += &format!(
+            "[[gateway]]\nname = \"g{i}\"\naddresses = [\"192.0.2.{}\"]\nprobe = \"{}\"\n",
+            i + 1,
+            t.addr
+        );
+    }
+    let replicas = (0..3)
+        .map(|i| {
+            Gslb::start(&format!(
+                r#"[health]
+source_address = "{source}"
+[admin]
+listen = "127.0.0.1:0"
+state_file = "{state}"
+[cluster]
+name = "ns{n}"
+servers = ["{url}"]
+bucket = "quorum_{net}"
+quorum = "{quorum}"
+heartbeat = "{HEARTBEAT_MS}ms"
+timeout = "1s"
+{ZONE}
+[[check]]
+name = "hc"
+kind = "http"
+path = "/hc"
+interval = "{INTERVAL_MS}ms"
+timeout = "{TIMEOUT_MS}ms"
+rise = 1
+fall = 1
+{gateways}
+[[service]]
+name = "app.gslb.test"
+answers = 3
+check = "hc"
+all_down = "fail_closed"
+endpoints = [{{ gateway = "g0" }}, {{ gateway = "g1" }}, {{ gateway = "g2" }}]
+"#,
+                source = sources[i],
+                state = dir.path().join(format!("{i}.json")).display(),
+                n = i + 1,
+                url = store.url(),
+            ))
+        })
+        .collect::<Vec<_>>();
+    let t = Trio {
+        _store: store,
+        _dir: dir,
+        targets,
+        replicas,
+        sources,
+    };
+    // Everyone counts everyone before the test starts.
+    for g in &t.replicas {
+        wait_until(Duration::from_secs(10), || {
+            state(g)["cluster"]["live_replicas"]
+                .as_array()
+                .is_some_and(|l| l.len() == 2)
+        })
+        .unwrap_or_else(|| panic!("the replicas never saw each other:\n{}", g.logs()));
+    }
+    t
+}
+
+fn state(g: &Gslb) -> Value {
+    http(g.admin.unwrap(), "GET", "/v1/state", &[]).json()
+}
+
+/// The probe part of `/v1/state` for gateway `gw` of the one service.
+fn probe(g: &Gslb, gw: &str) -> Value {
+    let st = state(g);
+    st["services"][0]["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["gateway"] == json!(gw))
+        .map(|e| e["probe"].clone())
+        .unwrap_or(Value::Null)
+}
+
+const ALL: [&str; 3] = ["192.0.2.1", "192.0.2.2", "192.0.2.3"];
+
+/// Holds `cond` for `d`, checking every 50 ms.
+fn holds(d: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        if !cond() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+#[test]
+fn a_majority_outvotes_one_broken_vantage_point() {
+    if !nats::available() {
+        return;
+    }
+    let t = trio(30, "majority");
+    let (a, b, c) = (&t.replicas[0], &t.replicas[1], &t.replicas[2]);
+
+    // g0 refuses B only: B's probe says down, the others say up; g0 stays everywhere.
+    t.targets[0].refuse_from(Some(t.sources[1]));
+    wait_until(Duration::from_secs(5), || {
+        probe(b, "g0")["own_up"] == json!(false)
+    })
+    .unwrap_or_else(|| panic!("B never saw g0 down:\n{}", b.logs()));
+    assert!(
+        holds(Duration::from_secs(2), || t
+            .replicas
+            .iter()
+            .all(|g| answers(g) == set(&ALL))),
+        "g0 left some replica's answers"
+    );
+    let p = probe(b, "g0");
+    assert_eq!(p["decided_by"], json!("quorum"), "{p}");
+    assert_eq!(p["up"], json!(true), "{p}");
+    assert_eq!(
+        p["verdicts"],
+        json!({"ns1": true, "ns2": false, "ns3": true}),
+        "{p}"
+    );
+    assert_eq!(metric(b, "gslb_cluster_verdict_disagreements"), 1.0);
+    assert_eq!(
+        metric(b, "gslb_cluster_fenced"),
+        0.0,
+        "one target of three is no reason to fence"
+    );
+    assert_eq!(probe(a, "g0")["verdicts"]["ns2"], json!(false));
+    assert_eq!(metric(a, "gslb_cluster_verdict_disagreements"), 0.0);
+    let explained = http(
+        b.admin.unwrap(),
+        "GET",
+        "/v1/explain?name=app.gslb.test",
+        &[],
+    )
+    .body;
+    assert!(
+        explained.contains(
+            "the quorum (majority) decided up: this replica's probe says down; ns1 up, ns3 up"
+        ),
+        "{explained}"
+    );
+
+    // Every target refuses B: B is the broken one. It fences itself and stops counting;
+    // with majority nothing changes in the answers.
+    for x in &t.targets {
+        x.refuse_from(Some(t.sources[1]));
+    }
+    wait_until(Duration::from_secs(5), || {
+        metric(b, "gslb_cluster_fenced") == 1.0
+    })
+    .unwrap_or_else(|| panic!("B never fenced itself:\n{}", b.logs()));
+    assert!(b.logs().contains("fencing itself"), "{}", b.logs());
+    assert_eq!(state(b)["cluster"]["fenced"], json!(true));
+    wait_until(Duration::from_secs(5), || {
+        state(a)["cluster"]["live_replicas"] == json!(["ns3"])
+    })
+    .unwrap_or_else(|| panic!("A still counts B: {}", state(a)["cluster"]));
+    for g in &t.replicas {
+        assert_eq!(answers(g), set(&ALL));
+    }
+    // B's view agrees again: it counts again.
+    for x in &t.targets {
+        x.refuse_from(None);
+    }
+    wait_until(Duration::from_secs(5), || {
+        metric(b, "gslb_cluster_fenced") == 0.0
+    })
+    .unwrap_or_else(|| panic!("B stayed fenced:\n{}", b.logs()));
+    wait_until(Duration::from_secs(5), || {
+        state(a)["cluster"]["live_replicas"] == json!(["ns2", "ns3"])
+    })
+    .unwrap_or_else(|| panic!("A never counted B again: {}", state(a)["cluster"]));
+
+    // g2 down for everyone: it leaves every replica's answers within
+    // interval × fall + timeout + one heartbeat.
+    let bound = Duration::from_millis(INTERVAL_MS + TIMEOUT_MS + HEARTBEAT_MS);
+    let without = set(&["192.0.2.1", "192.0.2.2"]);
+    let down = Instant::now();
+    t.targets[2].set(Reply::no_upstreams());
+    for (name, g) in [("A", a), ("B", b), ("C", c)] {
+        wait_until(Duration::from_secs(5), || answers(g) == without)
+            .unwrap_or_else(|| panic!("{name} still answers g2:\n{}", g.logs()));
+    }
+    let took = down.elapsed();
+    eprintln!(
+        "g2 down for everyone: gone from all three replicas after {took:?} (bound {bound:?})"
+    );
+    // The bound is what the design promises; the margin is the test's own polling
+    // (three replicas' answers, 25 ms apart) on a shared machine.
+    assert!(
+        took <= bound + Duration::from_millis(400),
+        "{took:?} > {bound:?}"
+    );
+}
+
+#[test]
+fn with_all_one_broken_vantage_point_removes_a_target() {
+    if !nats::available() {
+        return;
+    }
+    let t = trio(31, "all");
+    t.targets[0].refuse_from(Some(t.sources[1]));
+    let without = set(&["192.0.2.2", "192.0.2.3"]);
+    for (i, g) in t.replicas.iter().enumerate() {
+        wait_until(Duration::from_secs(5), || answers(g) == without)
+            .unwrap_or_else(|| panic!("replica {i} still answers g0:\n{}", g.logs()));
+    }
+    let p = probe(&t.replicas[0], "g0");
+    assert_eq!(p["own_up"], json!(true), "{p}");
+    assert_eq!(p["up"], json!(false), "{p}");
+    assert_eq!(p["decided_by"], json!("quorum"), "{p}");
+    // The refusal ends: g0 comes back everywhere.
+    t.targets[0].refuse_from(None);
+    for (i, g) in t.replicas.iter().enumerate() {
+        wait_until(Duration::from_secs(5), || answers(g) == set(&ALL))
+            .unwrap_or_else(|| panic!("replica {i} never took g0 back:\n{}", g.logs()));
+    }
+}

@@ -30,6 +30,20 @@ pub enum AllDown {
     FailClosed,
 }
 
+/// How a service picks among its candidates. A plain value the config deserializes
+/// straight into, like `AllDown`.
+#[derive(Debug, serde::Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// A weighted random draw per query.
+    #[default]
+    Random,
+    /// Keyed by the client (ECS prefix, else the resolver's /24 or /56) with weighted
+    /// rendezvous hashing: every replica gives a client the same answer, and a client
+    /// keeps its gateway while that gateway stays a candidate.
+    Consistent,
+}
+
 #[derive(Debug)]
 pub struct Plan {
     /// The file this plan came from (for messages).
@@ -293,6 +307,7 @@ pub struct Service {
     pub ttl: u32,
     pub answers: usize,
     pub all_down: AllDown,
+    pub selection: Selection,
     /// Answers depend on the client's region.
     pub locality: bool,
     /// Overprovisioning factor for gradual spillover; `None` = all-or-nothing failover.

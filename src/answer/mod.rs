@@ -10,6 +10,7 @@
 //! - `decide`: the one decision for a (service, client), read by the DNS handler,
 //!   `explain`, `/v1/explain`, `/v1/state` and the property tests.
 
+pub mod affinity;
 pub mod locality;
 mod pool;
 mod table;
@@ -18,6 +19,7 @@ use std::net::IpAddr;
 
 use hickory_proto::rr::RecordType;
 
+pub use affinity::Affinity;
 pub use locality::{Capacity, Placement, RegionIndex};
 pub use pool::{Candidate, ChainStep, Decision, Pool};
 pub use table::{EndpointView, ServiceTable, Slot};

@@ -28,6 +28,8 @@ pub struct Candidate {
     pub endpoint: EndpointId,
     pub weight: u64,
     pub records: Vec<Record>,
+    /// Its own hash (service and gateway names) for the consistent draw.
+    pub key: u64,
 }
 
 /// One region of the client's chain as the pool weighed it.
@@ -167,6 +169,39 @@ impl Pool {
         }
     }
 
+    /// Picks up to `n` distinct candidates for the client keyed `key` by weighted
+    /// rendezvous hashing (`selection = "consistent"`), calling `f` with each chosen
+    /// index in order. The same client and candidates give the same answer on every
+    /// replica; a candidate that comes or goes moves only the clients it wins or won.
+    /// As in `draw`, the first pick also picks the group the rest come from.
+    pub fn draw_keyed(&self, n: usize, key: u64, mut f: impl FnMut(usize)) {
+        if self.candidates.is_empty() || n == 0 {
+            return;
+        }
+        let score = |i: usize| {
+            let c = &self.candidates[i];
+            super::affinity::score(key, c.key, c.weight)
+        };
+        let first = (0..self.candidates.len())
+            .min_by(|&a, &b| score(a).total_cmp(&score(b)))
+            .expect("candidates");
+        f(first);
+        if n == 1 {
+            return;
+        }
+        let Some(group) = self.groups().find(|g| g.contains(&first)) else {
+            return;
+        };
+        let mut rest: Vec<(f64, usize)> = group
+            .filter(|&i| i != first)
+            .map(|i| (score(i), i))
+            .collect();
+        rest.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (_, i) in rest.into_iter().take(n - 1) {
+            f(i);
+        }
+    }
+
     /// The groups as candidate index ranges, in order.
     pub fn groups(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
         let starts = std::iter::once(0).chain(self.group_ends.iter().copied());
@@ -190,6 +225,7 @@ mod tests {
                 endpoint: EndpointId(i),
                 weight: w,
                 records: Vec::new(),
+                key: crate::answer::affinity::stable_hash(&[i as u8]),
             })
             .collect()
     }
@@ -255,5 +291,37 @@ mod tests {
         let p = pool(&[]);
         let mut rng = Rng::seeded(3);
         p.draw(3, &mut rng, |_| panic!("nothing to draw"));
+    }
+
+    #[test]
+    fn keyed_draw_is_stable_and_moves_only_the_removed_candidates_clients() {
+        let all = pool(&[5, 3, 2, 1]);
+        let mut picks = Vec::new();
+        for key in 0..2000u64 {
+            let mut first = Vec::new();
+            all.draw_keyed(3, key, |i| first.push(i));
+            let mut again = Vec::new();
+            all.draw_keyed(3, key, |i| again.push(i));
+            assert_eq!(first, again, "same key, same answer");
+            let mut distinct = first.clone();
+            distinct.sort();
+            distinct.dedup();
+            assert_eq!(distinct.len(), 3);
+            picks.push(first[0]);
+        }
+        // Without candidate 3 (the others unchanged, same hashes): only the keys that
+        // had 3 first change their first pick.
+        let mut fewer_c = candidates(&[5, 3, 2, 1]);
+        fewer_c.pop();
+        let fewer = Pool::new(Decision::Healthy, fewer_c);
+        for (key, had) in picks.iter().enumerate() {
+            let mut got = None;
+            fewer.draw_keyed(1, key as u64, |i| got = Some(i));
+            if *had != 3 {
+                assert_eq!(got, Some(*had), "key {key} moved");
+            }
+        }
+        let share0 = picks.iter().filter(|&&p| p == 0).count() as f64 / 2000.0;
+        assert!((share0 - 5.0 / 11.0).abs() < 0.05, "{share0}");
     }
 }

@@ -7,6 +7,7 @@ use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{RData, Record};
 
 use super::Family;
+use super::affinity::stable_hash;
 use super::locality::{self, Capacity};
 use super::pool::{Candidate, ChainStep, Decision, Pool};
 use crate::overrides::AdminState;
@@ -236,10 +237,12 @@ impl TableCtx<'_> {
     }
 
     fn candidate(&self, e: EndpointId, fam: Family, weight: u64) -> Candidate {
+        let gateway = &self.plan.gateways[self.svc.endpoints[e].gateway].name;
         Candidate {
             endpoint: e,
             weight,
             records: self.records(e, fam),
+            key: candidate_key(&self.svc.name.to_string(), gateway),
         }
     }
 
@@ -328,4 +331,14 @@ impl TableCtx<'_> {
         }
         (!out.is_empty()).then_some((out, groups))
     }
+}
+
+/// A candidate's own hash for the consistent draw: its service and gateway by name, so
+/// it is the same on every replica whatever the order of the config.
+fn candidate_key(service: &str, gateway: &str) -> u64 {
+    let mut bytes = Vec::with_capacity(service.len() + gateway.len() + 1);
+    bytes.extend_from_slice(service.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(gateway.as_bytes());
+    stable_hash(&bytes)
 }

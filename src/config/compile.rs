@@ -301,6 +301,7 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
             ttl: ttl_secs(s.ttl.0),
             answers: *s.answers.get_ref() as usize,
             all_down: s.all_down,
+            selection: s.selection,
             endpoints,
         });
     }

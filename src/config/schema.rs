@@ -372,7 +372,7 @@ fn default_body_limit() -> usize {
     4096
 }
 
-pub use crate::plan::AllDown;
+pub use crate::plan::{AllDown, Selection};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -391,6 +391,9 @@ pub struct ServiceDef {
     pub answers: Spanned<u8>,
     #[serde(default)]
     pub all_down: AllDown,
+    /// "random" (a weighted draw per query) or "consistent" (keyed by the client).
+    #[serde(default)]
+    pub selection: Selection,
     /// Prefer endpoints in the client's region. Default: on when regions are configured.
     pub locality: Option<Spanned<bool>>,
     /// Gradual spillover to the next region (overprovisioning factor 1.4).

@@ -4,6 +4,7 @@
 //! allocates a little per query (the section vectors, the response OPT): the
 //! zero-allocation fast path for plain A/AAAA is future work.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use hickory_proto::op::{Metadata, OpCode, ResponseCode};
@@ -12,9 +13,9 @@ use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 
-use crate::answer::{Client, Decision, Family};
+use crate::answer::{Affinity, Client, Decision, Family};
 use crate::metrics::{Dropped, Transport};
-use crate::plan::{Net, ServiceId, ZoneId};
+use crate::plan::{Net, Selection, ServiceId, ZoneId};
 use crate::rng::Rng;
 use crate::snapshot::{Node, Shared, Snapshot};
 
@@ -68,8 +69,10 @@ impl Handler {
             Some(EdnsOption::Subnet(c)) => Some(*c),
             _ => None,
         };
-        let client = Client::new(req.src().ip(), ecs.map(|c| (c.addr(), c.source_prefix())));
+        let ecs_prefix = ecs.map(|c| (c.addr(), c.source_prefix()));
+        let client = Client::new(req.src().ip(), ecs_prefix);
         let mut ans = Answer::new(&snap, client);
+        ans.keyed_by = (req.src().ip(), ecs_prefix);
 
         // DNS Cookies (RFC 7873): judged here, echoed with a fresh server cookie below.
         let server = &snap.plan.server;
@@ -260,6 +263,8 @@ const MAX_CHAIN: usize = 8;
 struct Answer<'a> {
     snap: &'a Snapshot,
     client: Client,
+    /// The resolver and the ECS prefix, for services with consistent selection.
+    keyed_by: (IpAddr, Option<(IpAddr, u8)>),
     answers: Vec<&'a Record>,
     authorities: Vec<&'a Record>,
     additionals: Vec<&'a Record>,
@@ -273,6 +278,7 @@ impl<'a> Answer<'a> {
         Answer {
             snap,
             client,
+            keyed_by: (IpAddr::V4(Ipv4Addr::UNSPECIFIED), None),
             answers: Vec::new(),
             authorities: Vec::new(),
             additionals: Vec::new(),
@@ -329,13 +335,26 @@ impl<'a> Answer<'a> {
         }
         let before = self.answers.len();
         let answers = &mut self.answers;
-        Rng::with_thread(|rng| {
-            pool.draw(svc.answers, rng, |i| {
-                let c = &pool.candidates[i];
-                snap.metrics.answered(s, c.endpoint);
-                answers.extend(c.records.iter());
-            });
-        });
+        let mut take = |i: usize| {
+            let c = &pool.candidates[i];
+            snap.metrics.answered(s, c.endpoint);
+            answers.extend(c.records.iter());
+        };
+        match svc.selection {
+            Selection::Random => Rng::with_thread(|rng| pool.draw(svc.answers, rng, take)),
+            Selection::Consistent => {
+                let (source, ecs) = self.keyed_by;
+                let affinity = Affinity::of(source, ecs);
+                pool.draw_keyed(svc.answers, affinity.key, &mut take);
+                // The answer depends on the client's prefix: the reply's ECS scope
+                // covers it, so a resolver caches it for that prefix only.
+                if let Some(bits) = affinity.ecs_scope
+                    && pool.candidates.len() > 1
+                {
+                    self.outcome.ecs_scope = self.outcome.ecs_scope.max(bits);
+                }
+            }
+        }
         self.answers.len() > before
     }
 

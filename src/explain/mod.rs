@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 use hickory_proto::rr::{LowerName, Name};
 
-use crate::answer::{Client, Decided, Decision, Family, Pool};
-use crate::plan::{EndpointId, Net, NetError, ServiceId, ZoneId};
+use crate::answer::{Affinity, Client, Decided, Decision, Family, Pool};
+use crate::plan::{EndpointId, Net, NetError, Selection, ServiceId, ZoneId};
 use crate::snapshot::{Node, Snapshot};
 
 /// Why a question cannot be explained.
@@ -83,6 +83,9 @@ pub struct FamilyTrace {
     /// The candidates (by index) an answer of several endpoints is drawn from: one
     /// group per region of a spillover chain, else one group.
     pub groups: Vec<std::ops::Range<usize>>,
+    /// With `selection = "consistent"`: the gateways this client gets, in order (the
+    /// same on every replica while the candidates stay).
+    pub consistent: Option<Vec<String>>,
 }
 
 /// Parses `203.0.113.0/24` (host bits must be zero, as RFC 7871 §6 requires of the
@@ -124,9 +127,13 @@ pub fn explain(
                 .flat_map(|(_, v)| v.iter().map(|r| r.to_string()))
                 .collect(),
         },
-        Some((z, Node::Service(s))) => {
-            Verdict::Service(trace_service(snap, *z, *s, &snap.decide(*s, asking)))
-        }
+        Some((z, Node::Service(s))) => Verdict::Service(trace_service(
+            snap,
+            *z,
+            *s,
+            &snap.decide(*s, asking),
+            Affinity::of(client, ecs),
+        )),
     };
     Ok(Explanation {
         name: fqdn.to_string(),
@@ -165,6 +172,7 @@ fn trace_service(
     zone: ZoneId,
     s: ServiceId,
     decided: &Decided<'_>,
+    affinity: Affinity,
 ) -> ServiceTrace {
     let plan = &snap.plan;
     let svc = &plan.services[s];
@@ -226,6 +234,27 @@ fn trace_service(
             })
             .collect(),
         groups: pool.groups().collect(),
+        consistent: (svc.selection == Selection::Consistent).then(|| {
+            let mut got = Vec::new();
+            pool.draw_keyed(svc.answers, affinity.key, |i| {
+                got.push(
+                    plan.gateways[svc.endpoints[pool.candidates[i].endpoint].gateway]
+                        .name
+                        .clone(),
+                )
+            });
+            got
+        }),
+    };
+    // As the DNS front does: a consistent answer depends on the client's ECS prefix.
+    let keyed_scope = match affinity.ecs_scope {
+        Some(bits)
+            if svc.selection == Selection::Consistent
+                && (v4.candidates.len() > 1 || v6.candidates.len() > 1) =>
+        {
+            bits
+        }
+        _ => 0,
     };
     ServiceTrace {
         zone: plan.zones[zone].origin.to_string(),
@@ -235,7 +264,7 @@ fn trace_service(
         locality: svc.locality,
         overprovisioning: svc.overprovisioning,
         panic: decided.panic,
-        ecs_scope: decided.scope,
+        ecs_scope: decided.scope.max(keyed_scope),
         chain,
         endpoints,
         families: vec![family("A", v4), family("AAAA", v6)],

@@ -93,6 +93,7 @@ impl Explanation {
                     "answer_groups": f.groups.iter().map(|r| {
                         f.candidates[r.clone()].iter().map(|c| c.0.clone()).collect::<Vec<_>>()
                     }).collect::<Vec<_>>(),
+                    "consistent_answer": f.consistent,
                 })).collect::<Vec<_>>(),
             }),
         };
@@ -187,6 +188,17 @@ impl fmt::Display for Explanation {
                             g,
                             w,
                             share * 100.0
+                        )?;
+                    }
+                    if let Some(got) = &fam.consistent {
+                        writeln!(
+                            f,
+                            "  selection consistent: this client gets {}",
+                            if got.is_empty() {
+                                "nothing".to_string()
+                            } else {
+                                got.join(", ")
+                            }
                         )?;
                     }
                 }

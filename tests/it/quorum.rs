@@ -260,3 +260,153 @@ fn with_all_one_broken_vantage_point_removes_a_target() {
             .unwrap_or_else(|| panic!("replica {i} never took g0 back:\n{}", g.logs()));
     }
 }
+
+/// `selection = "consistent"`: 1,000 client subnets (ECS /24s) get the same answer from
+/// all three replicas, again on a second round, with an ECS scope of /24; their shares
+/// over the gateways are within ±5 points of the weights; and a gateway drained on one
+/// replica moves only the clients it had.
+#[test]
+fn consistent_selection_agrees_across_replicas() {
+    use hickory_proto::op::Edns;
+    use hickory_proto::rr::RecordType;
+    use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+    use std::collections::BTreeMap;
+    use std::net::Ipv4Addr;
+
+    use crate::common::{Transport, a_records, exchange, query_msg};
+
+    if !nats::available() {
+        return;
+    }
+    let store = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let weights = [("g1", 50u32), ("g2", 30), ("g3", 20)];
+    let mut gateways = String::new();
+    for (i, (name, _)) in weights.iter().enumerate() {
+        gateways += &format!(
+            "[[gateway]]\nname = \"{name}\"\naddresses = [\"192.0.2.{}\"]\n",
+            i + 1
+        );
+    }
+    let endpoints: Vec<String> = weights
+        .iter()
+        .map(|(n, w)| format!("{{ gateway = \"{n}\", weight = {w} }}"))
+        .collect();
+    let replicas: Vec<Gslb> = (1..=3)
+        .map(|n| {
+            Gslb::start(&format!(
+                r#"[admin]
+listen = "127.0.0.1:0"
+state_file = "{}"
+[cluster]
+name = "ns{n}"
+servers = ["{}"]
+bucket = "consistent"
+timeout = "1s"
+{ZONE}
+{gateways}
+[[service]]
+name = "app.gslb.test"
+selection = "consistent"
+endpoints = [{}]
+"#,
+                dir.path().join(format!("{n}.json")).display(),
+                store.url(),
+                endpoints.join(", ")
+            ))
+        })
+        .collect();
+    let ask = |g: &Gslb, subnet: Ipv4Addr| -> (Vec<Ipv4Addr>, u8) {
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        e.options_mut()
+            .insert(EdnsOption::Subnet(ClientSubnet::new(subnet.into(), 24, 0)));
+        let m = exchange(
+            g.addr,
+            &query_msg("app.gslb.test", RecordType::A, Some(e)),
+            Transport::Udp,
+        );
+        let scope = match m.edns.as_ref().and_then(|o| o.option(EdnsCode::Subnet)) {
+            Some(EdnsOption::Subnet(s)) => s.scope_prefix(),
+            _ => panic!("no ECS in the reply"),
+        };
+        (a_records(&m), scope)
+    };
+    let subnets: Vec<Ipv4Addr> = (0..1000u32)
+        .map(|i| Ipv4Addr::new(10, (i / 256) as u8, (i % 256) as u8, 0))
+        .collect();
+    let mut first: BTreeMap<Ipv4Addr, Ipv4Addr> = BTreeMap::new();
+    for round in 0..2 {
+        for s in &subnets {
+            for g in &replicas {
+                let (a, scope) = ask(g, *s);
+                assert_eq!(a.len(), 1, "one answer");
+                assert_eq!(scope, 24, "the answer depends on the /24");
+                let was = *first.entry(*s).or_insert(a[0]);
+                assert_eq!(a[0], was, "round {round}: {s}/24 got {} and {was}", a[0]);
+            }
+        }
+    }
+    let mut count: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
+    for a in first.values() {
+        *count.entry(*a).or_default() += 1;
+    }
+    for (i, (name, w)) in weights.iter().enumerate() {
+        let got = count
+            .get(&Ipv4Addr::new(192, 0, 2, i as u8 + 1))
+            .copied()
+            .unwrap_or(0) as f64
+            / 10.0;
+        eprintln!("{name}: weight {w}%, {got:.1}% of 1,000 client subnets");
+        assert!((got - f64::from(*w)).abs() <= 5.0, "{name}: {got}% vs {w}%");
+    }
+    // Explain says what a client gets, as the DNS front does.
+    let name_of = |a: Ipv4Addr| weights[usize::from(a.octets()[3]) - 1].0;
+    for s in &subnets[..20] {
+        let e = http(
+            replicas[1].admin.unwrap(),
+            "GET",
+            &format!("/v1/explain?name=app.gslb.test&client=192.0.2.53&ecs={s}/24"),
+            &[],
+        )
+        .json();
+        let fams = find(&e, "families").expect("families");
+        assert_eq!(
+            fams[0]["consistent_answer"],
+            json!([name_of(first[s])]),
+            "{e}"
+        );
+    }
+    // g3 drained (through ns1, so every replica): its clients move, nobody else does.
+    let (status, body) = crate::cluster::post(&replicas[0], "/v1/drain?gateway=g3");
+    assert_eq!(status, 200, "{body}");
+    let g3 = Ipv4Addr::new(192, 0, 2, 3);
+    for g in &replicas {
+        wait_until(Duration::from_secs(5), || {
+            state(g)["overrides"]["gateways"] == json!({"g3": "drain"})
+        })
+        .unwrap_or_else(|| panic!("the drain never arrived:\n{}", g.logs()));
+    }
+    let mut moved = 0;
+    for s in &subnets {
+        for g in &replicas {
+            let (a, _) = ask(g, *s);
+            if first[s] == g3 {
+                assert_ne!(a[0], g3, "{s}/24 still on the drained gateway");
+            } else {
+                assert_eq!(a[0], first[s], "{s}/24 moved off a gateway that stayed");
+            }
+        }
+        moved += usize::from(first[s] == g3);
+    }
+    eprintln!("drain of g3 moved {moved} of 1,000 client subnets, exactly those it had");
+}
+
+/// The first value under `key`, anywhere in `v`.
+fn find<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(m) => m.get(key).or_else(|| m.values().find_map(|x| find(x, key))),
+        Value::Array(a) => a.iter().find_map(|x| find(x, key)),
+        _ => None,
+    }
+}

@@ -211,8 +211,13 @@ impl Cluster {
     /// compare-and-set, retrying when another replica wrote in between. Returns only
     /// once the store accepted the write (or refused it: then nothing changed).
     /// `change` returns whether it changed anything, or why the change is refused.
+    ///
+    /// When the store holds no overrides at all (a new bucket, or a store that lost its
+    /// data), the change applies to `local`, the overrides this replica serves: a
+    /// store that forgot them must not silently undo the drains in force.
     pub async fn write(
         &self,
+        local: &Overrides,
         mut change: impl FnMut(&mut Overrides) -> Result<bool, OverrideError>,
     ) -> Result<Written, OverrideError> {
         let unreachable = |why: String| OverrideError::Store { why };
@@ -222,7 +227,7 @@ impl Cluster {
                 let current = self.read(&bucket).await.map_err(unreachable)?;
                 let (mut next, revision) = match current {
                     Some(v) => (v.overrides, v.revision),
-                    None => (Overrides::default(), 0),
+                    None => (local.clone(), 0),
                 };
                 if !change(&mut next)? {
                     return Ok(Written::Unchanged(Versioned {
@@ -240,6 +245,8 @@ impl Cluster {
                     }
                     Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
                     Err(e) => {
+                        // Open the bucket afresh next time (its stream may be gone).
+                        self.bucket.store(None);
                         return Err(unreachable(format!(
                             "the store did not accept the write: {e}"
                         )));
@@ -269,49 +276,86 @@ impl Cluster {
 
     /// Watches the shared overrides for as long as `apply` wants them (it returns
     /// `false` when its receiver is gone), reconnecting whenever the watch ends. When
-    /// the store holds none yet, `seed` (the local copy) is written once, so a single
-    /// node's drains survive the move to a cluster.
-    pub async fn watch<F>(self: Arc<Self>, seed: Overrides, apply: impl Fn(Versioned) -> F + Send)
-    where
+    /// the store holds none, `local()` (the overrides served) is written, so a single
+    /// node's drains survive the move to a cluster, and a store's loss of data.
+    pub async fn watch<F>(
+        self: Arc<Self>,
+        local: impl Fn() -> Overrides + Send,
+        apply: impl Fn(Versioned) -> F + Send,
+    ) where
         F: std::future::Future<Output = bool> + Send,
     {
-        let mut seeded = false;
         let mut said_down = false;
         loop {
             let opened = async {
                 let bucket = self.bucket().await?;
-                if !seeded {
-                    if self.read(&bucket).await?.is_none() && seed != Overrides::default() {
-                        let body = serde_json::to_vec(&seed).expect("overrides serialize");
-                        match bucket.create(OVERRIDES, body.into()).await {
-                            Ok(_) => {
-                                info!("the store had no overrides: wrote this replica's local copy")
-                            }
-                            Err(e) => warn!("cannot seed the store with the local overrides: {e}"),
+                // At every (re)open: a store that holds no overrides (new, or it lost
+                // its data) gets this replica's copy; `create` leaves one that exists.
+                let seed = local();
+                if self.read(&bucket).await?.is_none() && seed != Overrides::default() {
+                    let body = serde_json::to_vec(&seed).expect("overrides serialize");
+                    match bucket.create(OVERRIDES, body.into()).await {
+                        Ok(_) => {
+                            info!("the store had no overrides: wrote this replica's copy")
                         }
+                        Err(e) => warn!("cannot seed the store with the local overrides: {e}"),
                     }
-                    seeded = true;
                 }
-                bucket
-                    .watch(OVERRIDES)
+                // The current value first, then every change: `watch` alone starts at
+                // the stream's end and would miss a change made while this replica was
+                // away from the store (or between its read and the watch).
+                let watch = bucket
+                    .watch_with_history(OVERRIDES)
                     .await
-                    .map_err(|e| format!("cannot watch the shared overrides: {e}"))
+                    .map_err(|e| format!("cannot watch the shared overrides: {e}"))?;
+                Ok::<_, String>((bucket, watch))
             };
             match opened.await {
-                Ok(mut watch) => {
+                Ok((bucket, mut watch)) => {
                     self.metrics.store_up.set(1);
                     if said_down {
                         info!("cluster store reachable again; watching the shared overrides");
                         said_down = false;
                     }
-                    while let Some(entry) = watch.next().await {
+                    // A watch whose consumer lived on a store member that died is
+                    // noticed by the client only after 10 s without heartbeats; a read
+                    // every heartbeat notices a missed change at once.
+                    let mut backstop = tokio::time::interval(self.settings.heartbeat);
+                    backstop.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    backstop.tick().await;
+                    let mut seen = 0u64;
+                    loop {
+                        let entry = tokio::select! {
+                            entry = watch.next() => entry,
+                            _ = backstop.tick() => {
+                                match self.read(&bucket).await {
+                                    // The read may just have overtaken the watch: give
+                                    // the watch a moment before calling it deaf.
+                                    Ok(Some(v)) if v.revision > seen => {
+                                        match tokio::time::timeout(Duration::from_millis(200), watch.next()).await {
+                                            Ok(entry) => entry,
+                                            Err(_) => {
+                                                warn!(revision = v.revision, "the watch of the shared overrides missed a change: applying it and watching afresh");
+                                                if !apply(v).await {
+                                                    return;
+                                                }
+                                                break;
+                                            }
+                                        }
+                                    }
+                                    _ => continue,
+                                }
+                            }
+                        };
                         let entry = match entry {
-                            Ok(e) => e,
-                            Err(e) => {
+                            Some(Ok(e)) => e,
+                            Some(Err(e)) => {
                                 warn!("the watch of the shared overrides failed: {e}");
                                 break;
                             }
+                            None => break,
                         };
+                        seen = seen.max(entry.revision);
                         match decode(&entry) {
                             Ok(v) => {
                                 if !apply(v).await {

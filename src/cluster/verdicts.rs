@@ -63,6 +63,8 @@ pub(super) struct Exchange {
     others: HashMap<String, Heard>,
     /// When this replica's own report last came back through the watch.
     echo: Option<Instant>,
+    /// When the store last took this replica's report.
+    sent: Option<Instant>,
     fence: Fence,
     /// What the last combination counted, to notice when liveness changes it.
     counted: Vec<String>,
@@ -74,18 +76,22 @@ impl Exchange {
         heartbeat * LAPSE_BEATS
     }
 
-    fn alone(&self, heartbeat: Duration) -> bool {
+    /// No own report came back within the lapse (as of `now`).
+    fn alone(&self, now: Instant, heartbeat: Duration) -> bool {
         self.echo
-            .is_none_or(|at| at.elapsed() > Exchange::lapse(heartbeat))
+            .is_none_or(|at| now.saturating_duration_since(at) > Exchange::lapse(heartbeat))
     }
 
     /// The other replicas that count now, by name, with their verdicts on each of
     /// `keys`.
-    fn live(&self, heartbeat: Duration) -> Vec<(String, Vec<Option<bool>>)> {
+    fn live(&self, now: Instant, heartbeat: Duration) -> Vec<(String, Vec<Option<bool>>)> {
         let mut out: Vec<(String, Vec<Option<bool>>)> = self
             .others
             .iter()
-            .filter(|(_, h)| !h.report.fenced && h.at.elapsed() <= Exchange::lapse(heartbeat))
+            .filter(|(_, h)| {
+                !h.report.fenced
+                    && now.saturating_duration_since(h.at) <= Exchange::lapse(heartbeat)
+            })
             .map(|(name, h)| {
                 let v = self
                     .keys
@@ -134,11 +140,12 @@ impl Cluster {
             ex.own = mine;
             self.own_changed.notify_one();
         }
-        let alone = ex.alone(heartbeat);
+        let now = Instant::now();
+        let alone = ex.alone(now, heartbeat);
         let live = if alone {
             Vec::new()
         } else {
-            ex.live(heartbeat)
+            ex.live(now, heartbeat)
         };
         let fenced = ex.fence.fenced();
         let targets = quorum::judge(self.settings.quorum, &own, fenced, &live);
@@ -167,7 +174,8 @@ impl Cluster {
     fn evaluate(&self) -> bool {
         let heartbeat = self.settings.heartbeat;
         let mut ex = self.exchange();
-        let alone = ex.alone(heartbeat);
+        let now = Instant::now();
+        let alone = ex.alone(now, heartbeat);
         let mut rebuild = alone != ex.alone;
         if alone != ex.alone {
             if alone {
@@ -184,7 +192,7 @@ impl Cluster {
             }
             return rebuild;
         }
-        let live = ex.live(heartbeat);
+        let live = ex.live(now, heartbeat);
         let disagrees = quorum::disagrees_mostly(&ex.own_list, &live);
         match ex.fence.observe(disagrees) {
             Some(true) => {
@@ -248,6 +256,16 @@ impl Cluster {
         }
     }
 
+    /// Whether the verdicts watch opened at `opened_at` has delivered nothing of this
+    /// replica's own for two heartbeats, although the store took them.
+    fn watch_is_deaf(&self, opened_at: Instant) -> bool {
+        let two = self.settings.heartbeat * 2;
+        let ex = self.exchange();
+        let sent_recently = ex.sent.is_some_and(|t| t.elapsed() < two);
+        let heard = ex.echo.map_or(opened_at, |e| e.max(opened_at));
+        sent_recently && heard.elapsed() > two
+    }
+
     /// Sends this replica's verdicts every heartbeat and whenever they change, and
     /// watches everyone's; `changed` is told whenever the answers must be rebuilt.
     pub async fn exchange_verdicts(self: Arc<Self>, changed: Arc<Notify>) {
@@ -280,7 +298,15 @@ impl Cluster {
                     .await
                     .map_err(|e| e.to_string())
             };
-            match tokio::time::timeout(self.settings.timeout, sent).await {
+            let result = tokio::time::timeout(self.settings.timeout, sent).await;
+            if !matches!(result, Ok(Ok(_))) {
+                // Open the bucket afresh next time (its stream may be gone).
+                self.verdicts.store(None);
+            }
+            if matches!(result, Ok(Ok(_))) {
+                self.exchange().sent = Some(Instant::now());
+            }
+            match result {
                 Ok(Ok(_)) => failing = false,
                 Ok(Err(e)) if !failing => {
                     warn!("cannot send this replica's verdicts to the store: {e}");
@@ -303,22 +329,40 @@ impl Cluster {
         loop {
             let opened = async {
                 let bucket = self.verdict_bucket().await?;
+                // Every replica's latest report first (dated by the store), then each
+                // new one.
                 bucket
-                    .watch_all()
+                    .watch_with_history(">")
                     .await
                     .map_err(|e| format!("cannot watch the verdicts: {e}"))
             };
             if let Ok(mut watch) = opened.await {
-                while let Some(entry) = watch.next().await {
-                    match entry {
-                        Ok(e) => {
-                            if self.heard(e) {
-                                changed.notify_one();
+                // This replica's own reports come back through the watch every
+                // heartbeat. When they stop while the store still takes them, the
+                // watch is dead (its consumer lived on a store member that is gone,
+                // which the client notices only after 10 s): open it afresh.
+                let mut check = tokio::time::interval(self.settings.heartbeat);
+                check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let opened_at = Instant::now();
+                loop {
+                    tokio::select! {
+                        entry = watch.next() => match entry {
+                            Some(Ok(e)) => {
+                                if self.heard(e) {
+                                    changed.notify_one();
+                                }
                             }
-                        }
-                        Err(e) => {
-                            warn!("the watch of the verdicts failed: {e}");
-                            break;
+                            Some(Err(e)) => {
+                                warn!("the watch of the verdicts failed: {e}");
+                                break;
+                            }
+                            None => break,
+                        },
+                        _ = check.tick() => {
+                            if self.watch_is_deaf(opened_at) {
+                                warn!("the watch of the verdicts stopped delivering this replica's own; watching afresh");
+                                break;
+                            }
                         }
                     }
                 }
@@ -330,3 +374,6 @@ impl Cluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

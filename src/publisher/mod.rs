@@ -177,7 +177,14 @@ impl Publisher {
         if let Some(c) = cluster {
             tokio::spawn(c.clone().exchange_verdicts(changed.clone()));
             let weak = Arc::downgrade(&p);
-            tokio::spawn(c.watch(overrides, move |v| {
+            let served = Arc::downgrade(&p);
+            let local = move || {
+                served
+                    .upgrade()
+                    .map(|p| lock(&p.inner).overrides.clone())
+                    .unwrap_or_default()
+            };
+            tokio::spawn(c.watch(local, move |v| {
                 let weak = weak.clone();
                 async move {
                     let Some(p) = weak.upgrade() else {
@@ -339,10 +346,12 @@ impl Publisher {
     ) -> Result<Change, OverrideError> {
         if let Some(cluster) = &self.cluster {
             let plan = self.plan();
-            let written = tokio::runtime::Handle::current().block_on(cluster.write(|o| {
-                o.check(&plan, scope, state)?;
-                Ok(o.set(scope, state))
-            }))?;
+            let local = lock(&self.inner).overrides.clone();
+            let written =
+                tokio::runtime::Handle::current().block_on(cluster.write(&local, |o| {
+                    o.check(&plan, scope, state)?;
+                    Ok(o.set(scope, state))
+                }))?;
             return Ok(match written {
                 Written::Stored(v) => {
                     self.apply_shared(v);

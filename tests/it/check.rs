@@ -119,12 +119,17 @@ fn binary_rejects_a_bad_file_with_one_located_line() {
     );
 }
 
-/// Every shipped example config passes: exit 0 and one `<path>: ok (...)` line.
+/// Every shipped example config (and the compose demo's replicas) passes: exit 0 and
+/// one `<path>: ok (...)` line.
 #[test]
 fn accepts_every_shipped_config() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("config");
     let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
+    let shipped = std::fs::read_dir(&dir)
+        .unwrap()
+        .chain(std::fs::read_dir(root.join("docker/compose")).unwrap());
+    for entry in shipped {
         let path = entry.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) != Some("toml") {
             continue;
@@ -146,7 +151,11 @@ fn accepts_every_shipped_config() {
         );
         seen += 1;
     }
-    assert!(seen >= 1, "no configs in {}", dir.display());
+    assert!(
+        seen >= 5,
+        "only {seen} configs in {} and docker/compose",
+        dir.display()
+    );
 }
 
 /// A command-line mistake exits 2 and names the missing flag; every command has a

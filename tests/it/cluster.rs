@@ -218,3 +218,37 @@ endpoints = [{{ gateway = "a" }}, {{ gateway = "b" }}]
     })
     .unwrap_or_else(|| panic!("a stayed in:\n{}", g.logs()));
 }
+
+/// A replica that was away from the store while a drain was made (here: not running)
+/// reads it when it comes back, although its own state file does not hold it: the
+/// watch starts from the current value, not from the store's end.
+#[test]
+fn a_replica_back_from_away_reads_what_changed_meanwhile() {
+    if !nats::available() {
+        return;
+    }
+    let store = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |n: &str| replica_cfg(n, &store.url(), &dir.path().join(format!("{n}.json")));
+    let a = Gslb::start(&cfg("ns1"));
+    let c = Gslb::start(&cfg("ns3"));
+    for g in [&a, &c] {
+        wait_until(Duration::from_secs(10), || {
+            metric(g, "gslb_cluster_store_up") == 1.0
+        })
+        .unwrap_or_else(|| panic!("store_up never 1:\n{}", g.logs()));
+    }
+    drop(c);
+    let (status, body) = post(&a, "/v1/drain?gateway=a");
+    assert_eq!(status, 200, "{body}");
+    let c = Gslb::start(&cfg("ns3"));
+    wait_until(Duration::from_secs(5), || {
+        answers(&c) == set(&["192.0.2.2"])
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "C never read the drain made while it was away:\n{}",
+            c.logs()
+        )
+    });
+}

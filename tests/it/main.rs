@@ -10,6 +10,7 @@ mod check;
 mod cluster;
 mod deploy;
 mod dns;
+mod faults;
 mod hardening;
 mod health;
 mod hostile;

@@ -37,14 +37,7 @@ fn trio(net: u8, quorum: &str) -> Trio {
     let sources: Vec<IpAddr> = (11..=13)
         .map(|i| format!("127.0.{net}.{i}").parse().unwrap())
         .collect();
-    let mut gateways = String::new();
-    for (i, t) in targets.iter().enumerate() {
-        gateways += &format!(
-            "[[gateway]]\nname = \"g{i}\"\naddresses = [\"192.0.2.{}\"]\nprobe = \"{}\"\n",
-            i + 1,
-            t.addr
-        );
-    }
+    let gateways = probed_gateways(&targets);
     let replicas = (0..3)
         .map(|i| {
             Gslb::start(&format!(
@@ -117,6 +110,19 @@ fn probe(g: &Gslb, gw: &str) -> Value {
         .find(|e| e["gateway"] == json!(gw))
         .map(|e| e["probe"].clone())
         .unwrap_or(Value::Null)
+}
+
+/// `[[gateway]]` g0, g1, ... at 192.0.2.1, .2, ..., each probed at its target.
+pub(crate) fn probed_gateways(targets: &[HttpTarget]) -> String {
+    let mut gateways = String::new();
+    for (i, t) in targets.iter().enumerate() {
+        gateways += &format!(
+            "[[gateway]]\nname = \"g{i}\"\naddresses = [\"192.0.2.{}\"]\nprobe = \"{}\"\n",
+            i + 1,
+            t.addr
+        );
+    }
+    gateways
 }
 
 const ALL: [&str; 3] = ["192.0.2.1", "192.0.2.2", "192.0.2.3"];
@@ -234,6 +240,30 @@ fn a_majority_outvotes_one_broken_vantage_point() {
     assert!(
         took <= bound + Duration::from_millis(400),
         "{took:?} > {bound:?}"
+    );
+
+    // A replica that dies stops counting once its verdicts lapse: three heartbeats
+    // after its last report, noticed at the next heartbeat.
+    let mut t = t;
+    drop(t.replicas.pop());
+    let died = Instant::now();
+    let a = &t.replicas[0];
+    wait_until(Duration::from_secs(5), || {
+        state(a)["cluster"]["live_replicas"] == json!(["ns2"])
+    })
+    .unwrap_or_else(|| panic!("A still counts the dead C: {}", state(a)["cluster"]));
+    let gone = died.elapsed();
+    eprintln!(
+        "C killed: A stopped counting it after {gone:?} (lapse {:?})",
+        Duration::from_millis(3 * HEARTBEAT_MS)
+    );
+    assert!(
+        gone >= Duration::from_millis(2 * HEARTBEAT_MS),
+        "{gone:?}: counted out too early"
+    );
+    assert!(
+        gone <= Duration::from_millis(4 * HEARTBEAT_MS + 400),
+        "{gone:?}"
     );
 }
 

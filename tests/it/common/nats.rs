@@ -12,6 +12,18 @@ pub struct Nats {
     pub addr: SocketAddr,
     store: tempfile::TempDir,
     child: Option<Child>,
+    /// Cluster arguments (name, route port, routes), for a member of `Nats::cluster`.
+    extra: Vec<String>,
+    /// The monitoring port of a cluster member.
+    pub monitor: Option<SocketAddr>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Whether `nats-server` is on PATH; in CI its absence fails the test instead.
@@ -32,18 +44,75 @@ pub fn available() -> bool {
 
 impl Nats {
     pub fn start() -> Nats {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut n = Nats {
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             store: tempfile::tempdir().unwrap(),
             child: None,
+            extra: Vec::new(),
+            monitor: None,
         };
         n.resume();
         n
+    }
+
+    /// `size` servers routed into one NATS cluster with clustered JetStream (a RAFT
+    /// group: a bucket with `replicas = 3` survives the loss of one).
+    pub fn cluster(size: usize) -> Vec<Nats> {
+        let routes: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let all = routes
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut out: Vec<Nats> = routes
+            .iter()
+            .enumerate()
+            .map(|(i, route)| {
+                let monitor = SocketAddr::from(([127, 0, 0, 1], free_port()));
+                Nats {
+                    addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+                    store: tempfile::tempdir().unwrap(),
+                    child: None,
+                    monitor: Some(monitor),
+                    extra: vec![
+                        "-m".into(),
+                        monitor.port().to_string(),
+                        "-n".into(),
+                        format!("node{i}"),
+                        "--cluster_name".into(),
+                        "gslbtest".into(),
+                        "--cluster".into(),
+                        format!("nats://127.0.0.1:{route}"),
+                        "--routes".into(),
+                        all.clone(),
+                    ],
+                }
+            })
+            .collect();
+        for n in &mut out {
+            n.resume();
+        }
+        // Clients come once the cluster is formed (every member knows the JetStream
+        // metadata leader), as in a deployment: a bucket created while the members
+        // still elect their first leader can be lost.
+        for n in &out {
+            let m = n.monitor.unwrap();
+            wait_until(Duration::from_secs(20), || {
+                let r = crate::ops::http(m, "GET", "/jsz", &[]);
+                r.status == 200 && {
+                    let v = r.json();
+                    v["meta_cluster"]["leader"].is_string()
+                        && v["meta_cluster"]["cluster_size"] == serde_json::json!(size)
+                }
+            })
+            .unwrap_or_else(|| panic!("the NATS cluster never formed:\n{}", n.logs()));
+        }
+        out
+    }
+
+    /// The server's log.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.store.path().join("nats.log")).unwrap_or_default()
     }
 
     pub fn url(&self) -> String {
@@ -68,6 +137,9 @@ impl Nats {
             ])
             .arg("-sd")
             .arg(self.store.path())
+            .arg("-l")
+            .arg(self.store.path().join("nats.log"))
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

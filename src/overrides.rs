@@ -88,6 +88,11 @@ pub struct Overrides {
 }
 
 impl Overrides {
+    /// No override at all.
+    pub fn is_empty(&self) -> bool {
+        self.gateways.is_empty() && self.endpoints.is_empty()
+    }
+
     /// Sets (`Some`) or clears (`None`) the override of `scope`. Returns whether
     /// anything changed.
     pub fn set(&mut self, scope: &Scope, state: Option<AdminState>) -> bool {

@@ -2,8 +2,10 @@
 //! one `ArcSwap::store` per change (plan, health). Queries `load()` it and never lock.
 //!
 //! Two layers: `Zones` depends on the plan only (name index, static data) and is built
-//! once per config load; the per-service `Pool`s depend on health too and are rebuilt on
-//! every state flip. A flip therefore costs a few small vectors, not a re-index.
+//! once per config load; the per-service tables depend on health and overrides too. A
+//! flip rebuilds only the tables of the services whose endpoints it changed and shares
+//! every other one with the snapshot before (`Snapshot::rebuild`): its cost follows
+//! what depends on the flipped target, not the size of the config.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -128,7 +130,8 @@ pub struct Snapshot {
     pub plan: Arc<Plan>,
     pub zones: Arc<Zones>,
     pub metrics: Arc<PlanMetrics>,
-    pub services: Vec<ServiceTable>,
+    /// Shared with the snapshot before when a change left a service as it was.
+    pub services: Vec<Arc<ServiceTable>>,
     /// The probe state of each `plan.targets` entry, for `/v1/state` (live details:
     /// last result, timings). Empty in snapshots built without a health engine.
     pub probes: Arc<[Arc<TargetState>]>,
@@ -147,24 +150,48 @@ impl Snapshot {
         health: &[bool],
         overrides: &Overrides,
     ) -> Snapshot {
+        Snapshot::rebuild(None, plan, zones, metrics, health, overrides).0
+    }
+
+    /// `build`, sharing each table of `prev` (when it is a snapshot of the same plan)
+    /// whose endpoints the change left as they were: a probe flip or a drain rebuilds
+    /// only the services that depend on it, however many there are. Also returns the
+    /// services it built afresh.
+    pub fn rebuild(
+        prev: Option<&Snapshot>,
+        plan: Arc<Plan>,
+        zones: Arc<Zones>,
+        metrics: Arc<PlanMetrics>,
+        health: &[bool],
+        overrides: &Overrides,
+    ) -> (Snapshot, Vec<ServiceId>) {
         assert_eq!(health.len(), plan.targets.len());
-        let services = plan
-            .services
-            .iter()
-            .map(|svc| {
-                let service_name = svc.name.to_string();
-                let endpoints: Vec<EndpointView> = svc
-                    .endpoints
-                    .iter()
-                    .map(|e| EndpointView {
-                        probe_up: e.target.is_none_or(|t| health[t.index()]),
-                        admin: overrides.effective(&service_name, &plan.gateways[e.gateway].name),
-                    })
-                    .collect();
-                ServiceTable::build(&plan, svc, endpoints)
+        let prev = prev.filter(|p| Arc::ptr_eq(&p.plan, &plan));
+        let mut built = Vec::new();
+        let mut views: Vec<EndpointView> = Vec::new();
+        let services = ServiceId::all(plan.services.len())
+            .zip(&plan.services)
+            .map(|(si, svc)| {
+                // The service's name is only needed to look up its overrides.
+                let service_name = (!overrides.is_empty()).then(|| svc.name.to_string());
+                views.clear();
+                views.extend(svc.endpoints.iter().map(|e| EndpointView {
+                    probe_up: e.target.is_none_or(|t| health[t.index()]),
+                    admin:
+                        service_name.as_ref().and_then(|name| {
+                            overrides.effective(name, &plan.gateways[e.gateway].name)
+                        }),
+                }));
+                if let Some(table) = prev.map(|p| &p.services[si.index()])
+                    && table.endpoints == views
+                {
+                    return table.clone();
+                }
+                built.push(si);
+                Arc::new(ServiceTable::build(&plan, svc, views.clone()))
             })
             .collect();
-        Snapshot {
+        let snap = Snapshot {
             plan,
             zones,
             metrics,
@@ -172,7 +199,8 @@ impl Snapshot {
             probes: Arc::new([]),
             overrides: overrides.clone(),
             votes: None,
-        }
+        };
+        (snap, built)
     }
 
     /// With the probe states the verdicts came from (`/v1/state` shows their details).
@@ -221,3 +249,102 @@ fn chaos_records(plan: &Plan) -> HashMap<LowerName, Record> {
 
 /// The published state: one `ArcSwap` holding the current snapshot.
 pub type Shared = Arc<ArcSwap<Snapshot>>;
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    /// A flip rebuilds only the services that follow the flipped target; every other
+    /// table is the previous snapshot's own, and the result equals a build from scratch.
+    #[test]
+    fn a_flip_rebuilds_only_what_depends_on_it() {
+        let plan = Arc::new(
+            crate::config::parse(
+                Path::new("<test>"),
+                r#"
+[[zone]]
+origin = "gslb.test"
+ns = [{ name = "ns1", addresses = ["192.0.2.53"] }]
+[[check]]
+name = "hc"
+kind = "tcp"
+port = 80
+[[gateway]]
+name = "a"
+addresses = ["192.0.2.1"]
+[[gateway]]
+name = "b"
+addresses = ["192.0.2.2"]
+[[gateway]]
+name = "c"
+addresses = ["192.0.2.3"]
+[[service]]
+name = "ab.gslb.test"
+check = "hc"
+endpoints = [{ gateway = "a" }, { gateway = "b" }]
+[[service]]
+name = "bc.gslb.test"
+check = "hc"
+endpoints = [{ gateway = "b" }, { gateway = "c" }]
+[[service]]
+name = "c.gslb.test"
+check = "hc"
+endpoints = [{ gateway = "c" }]
+"#,
+            )
+            .unwrap(),
+        );
+        let metrics = Arc::new(Metrics::new().for_plan(&plan));
+        let zones = Arc::new(Zones::build(&plan));
+        let none = Overrides::default();
+        let up = vec![true; plan.targets.len()];
+        let first = Snapshot::build(plan.clone(), zones.clone(), metrics.clone(), &up, &none);
+        let a = plan
+            .targets
+            .iter()
+            .position(|t| t.gateways == [crate::plan::GatewayId(0)])
+            .unwrap();
+        let mut flipped = up.clone();
+        flipped[a] = false;
+        let (next, built) = Snapshot::rebuild(
+            Some(&first),
+            plan.clone(),
+            zones.clone(),
+            metrics.clone(),
+            &flipped,
+            &none,
+        );
+        assert_eq!(built, [ServiceId(0)]);
+        assert!(!Arc::ptr_eq(&first.services[0], &next.services[0]));
+        assert!(Arc::ptr_eq(&first.services[1], &next.services[1]));
+        assert!(Arc::ptr_eq(&first.services[2], &next.services[2]));
+        let fresh = Snapshot::build(
+            plan.clone(),
+            zones.clone(),
+            metrics.clone(),
+            &flipped,
+            &none,
+        );
+        for (x, y) in next.services.iter().zip(&fresh.services) {
+            assert_eq!(format!("{x:?}"), format!("{y:?}"));
+        }
+        // A drain of c touches the two services c is in.
+        let mut drained = Overrides::default();
+        drained.set(
+            &crate::overrides::Scope::Gateway("c".into()),
+            Some(crate::overrides::AdminState::Drain),
+        );
+        let (_, built) = Snapshot::rebuild(
+            Some(&next),
+            plan.clone(),
+            zones,
+            metrics,
+            &flipped,
+            &drained,
+        );
+        assert_eq!(built, [ServiceId(1), ServiceId(2)]);
+    }
+}

@@ -75,10 +75,11 @@ impl EndpointView {
     }
 }
 
-impl std::ops::Index<ServiceId> for Vec<ServiceTable> {
+/// A snapshot's tables, each shared with the snapshots before it that it did not change.
+impl std::ops::Index<ServiceId> for Vec<std::sync::Arc<ServiceTable>> {
     type Output = ServiceTable;
-    fn index(&self, s: ServiceId) -> &ServiceTable {
-        &self[s.index()]
+    fn index(&self, i: ServiceId) -> &ServiceTable {
+        &self[i.index()]
     }
 }
 

@@ -246,10 +246,17 @@ impl Metrics {
         String::from_utf8(buf).expect("prometheus text is UTF-8")
     }
 
-    /// Sets `gslb_endpoint_up` of every endpoint of `plan`; `ready(service, endpoint)`
-    /// says whether it may answer.
-    pub fn endpoints_ready(&self, plan: &Plan, ready: impl Fn(ServiceId, EndpointId) -> bool) {
-        for (si, svc) in ServiceId::all(plan.services.len()).zip(&plan.services) {
+    /// Sets `gslb_endpoint_up` of every endpoint of `services` (those a snapshot built
+    /// afresh; the others did not change); `ready(service, endpoint)` says whether it
+    /// may answer.
+    pub fn endpoints_ready(
+        &self,
+        plan: &Plan,
+        services: &[ServiceId],
+        ready: impl Fn(ServiceId, EndpointId) -> bool,
+    ) {
+        for &si in services {
+            let svc = &plan.services[si];
             let name = svc.name.to_string();
             for (ei, e) in EndpointId::all(svc.endpoints.len()).zip(&svc.endpoints) {
                 let gw = &plan.gateways[e.gateway];

@@ -33,7 +33,11 @@ fn a_reload_keeps_kept_endpoints_up_series() {
         plan(r#"{ gateway = "a" }, { gateway = "b" }"#),
         plan(r#"{ gateway = "a" }"#),
     );
-    m.endpoints_ready(&old, |_, _| true);
+    m.endpoints_ready(
+        &old,
+        &ServiceId::all(old.services.len()).collect::<Vec<_>>(),
+        |_, _| true,
+    );
     m.forget_removed(&old, &new);
     let text = m.render();
     let up = |ep: &str| {

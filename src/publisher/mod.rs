@@ -23,7 +23,7 @@ use crate::config::{self, ConfigError};
 use crate::health::{Engine, TargetState};
 use crate::metrics::{Metrics, PlanMetrics};
 use crate::overrides::{AdminState, OverrideError, Overrides, Scope};
-use crate::plan::Plan;
+use crate::plan::{Plan, ServiceId};
 use crate::snapshot::{Shared, Snapshot, Zones};
 
 mod diff;
@@ -163,6 +163,10 @@ impl Publisher {
             started: Instant::now(),
         });
         p.republish();
+        // The first snapshot's tables are all new: every endpoint's series.
+        let snap = p.shared.load();
+        let all: Vec<ServiceId> = ServiceId::all(plan.services.len()).collect();
+        metrics.endpoints_ready(&plan, &all, |s, e| snap.services[s].endpoints[e].ready());
         info!(
             zones = plan.zones.len(),
             services = plan.services.len(),
@@ -237,20 +241,24 @@ impl Publisher {
                 (health, Some(Arc::new(votes)))
             }
         };
-        let snap = Snapshot::build(
+        // Under the writer lock, the published snapshot is the last one built: its
+        // tables are reused wherever nothing they depend on changed.
+        let prev = self.shared.load();
+        let (snap, built) = Snapshot::rebuild(
+            Some(&prev),
             inner.plan.clone(),
             inner.zones.clone(),
             inner.plan_metrics.clone(),
             &health,
             &inner.overrides,
-        )
-        .with_probes(inner.states.clone())
-        .with_votes(votes);
+        );
+        let snap = snap.with_probes(inner.states.clone()).with_votes(votes);
         self.metrics
             .targets_unprobed
             .set(snap.probes.iter().filter(|s| !s.probed()).count() as i64);
-        self.metrics
-            .endpoints_ready(&snap.plan, |s, e| snap.services[s].endpoints[e].ready());
+        self.metrics.endpoints_ready(&snap.plan, &built, |s, e| {
+            snap.services[s].endpoints[e].ready()
+        });
         self.shared.store(Arc::new(snap));
         self.metrics.snapshots.inc();
     }

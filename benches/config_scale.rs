@@ -108,7 +108,7 @@ fn in_process(n: usize, text: &str) -> (Duration, Duration, Duration, usize) {
         &health,
         &Overrides::default(),
     );
-    metrics.endpoints_ready(&plan, &all, |s, e| snap.services[s].endpoints[e].ready());
+    pm.endpoints_ready(&all, |s, e| snap.services[s].endpoints[e].ready());
     let full = t.elapsed();
     if std::env::var_os("CONFIG_SCALE_BREAKDOWN").is_some() {
         eprintln!(
@@ -133,7 +133,7 @@ fn in_process(n: usize, text: &str) -> (Duration, Duration, Duration, usize) {
             &health,
             &Overrides::default(),
         );
-        metrics.endpoints_ready(&plan, &built, |s, e| next.services[s].endpoints[e].ready());
+        pm.endpoints_ready(&built, |s, e| next.services[s].endpoints[e].ready());
         times.push(t.elapsed());
         rebuilt = rebuilt.max(built.len());
         snap = next;

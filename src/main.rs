@@ -10,11 +10,10 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use gslb::config;
 use gslb::dns::{Handler, server};
-use gslb::limits;
-use gslb::metrics::Metrics;
-use gslb::publisher::Publisher;
+use gslb::{config, limits, metrics::Metrics, publisher::Publisher};
+
+mod memory;
 
 /// Authoritative DNS for global server load balancing, with health checks.
 #[derive(Parser)]
@@ -162,10 +161,10 @@ impl Drop for LogFlush {
 /// a bad config or a failure while running exits 1 with the error chain, printed once.
 fn main() -> ExitCode {
     let Some(command) = Cli::parse().command else {
-        // Printing the help can only fail on a closed stdout; there is nothing to say then.
-        let _ = Cli::command().print_help();
+        let _ = Cli::command().print_help(); // fails only on a closed stdout
         return ExitCode::SUCCESS;
     };
+    memory::release_after_each_load();
     match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -95,7 +95,21 @@ pub fn load(path: &Path) -> Result<Plan, ConfigError> {
         column: 0,
         message: format!("cannot read: {e}"),
     })?;
-    parse(path, &text)
+    let plan = parse(path, &text);
+    drop(text);
+    if let Some(release) = AFTER_LOAD.get() {
+        release();
+    }
+    plan
+}
+
+/// Run after every `load`, once the parse's working memory is freed (see `after_each_load`).
+static AFTER_LOAD: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets what `load` runs after each parse: the binary gives back the memory the parse
+/// freed (an allocator call this library, free of unsafe code, does not make itself).
+pub fn after_each_load(f: fn()) {
+    let _ = AFTER_LOAD.set(f);
 }
 
 /// Parses and validates configuration text; `path` is used in messages only.

@@ -6,16 +6,19 @@
 //! handles indexed by zone, transport, type and rcode), which the snapshot carries, so
 //! the query path does an index and an atomic add: no hashing, no lock.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use endpoints::{ServiceCollector, ServiceSeries};
 
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::plan::{EndpointId, Plan, ServiceId};
+use crate::plan::Plan;
 
 mod cluster;
+mod endpoints;
 mod probe;
 mod query;
 mod rrl;
@@ -33,10 +36,8 @@ pub struct Metrics {
     pub registry: Registry,
     dns_requests: IntCounterVec,
     dns_duration: HistogramVec,
-    answers: IntCounterVec,
-    fail_open: IntCounterVec,
-    panic: IntCounterVec,
-    pub endpoint_up: IntGaugeVec,
+    /// The service and endpoint series of the current plan (see `endpoints`).
+    services: Arc<Mutex<Arc<ServiceSeries>>>,
     pub transitions: IntCounterVec,
     dns_dropped: IntCounterVec,
     pub probe_duration: HistogramVec,
@@ -81,34 +82,6 @@ impl Metrics {
                 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2,
             ]),
             &["proto"],
-        ));
-        let answers = must(IntCounterVec::new(
-            Opts::new(
-                "gslb_answers_total",
-                "Times an endpoint was put in an answer.",
-            ),
-            &["service", "endpoint"],
-        ));
-        let fail_open = must(IntCounterVec::new(
-            Opts::new(
-                "gslb_fail_open_answers_total",
-                "Answers given while no endpoint of the service was healthy (fail-open).",
-            ),
-            &["service"],
-        ));
-        let panic = must(IntCounterVec::new(
-            Opts::new(
-                "gslb_panic_answers_total",
-                "Answers given as if all endpoints were healthy because the healthy share fell below the panic threshold.",
-            ),
-            &["service"],
-        ));
-        let endpoint_up = must(IntGaugeVec::new(
-            Opts::new(
-                "gslb_endpoint_up",
-                "1 when the endpoint may be answered: healthy (or forced up), not forced down, not drained.",
-            ),
-            &["service", "endpoint", "region"],
         ));
         let transitions = must(IntCounterVec::new(
             Opts::new(
@@ -192,10 +165,8 @@ impl Metrics {
 
         reg(Box::new(dns_requests.clone()));
         reg(Box::new(dns_duration.clone()));
-        reg(Box::new(answers.clone()));
-        reg(Box::new(fail_open.clone()));
-        reg(Box::new(panic.clone()));
-        reg(Box::new(endpoint_up.clone()));
+        let services = Arc::new(Mutex::new(Arc::new(ServiceSeries::default())));
+        reg(Box::new(ServiceCollector::new(services.clone())));
         reg(Box::new(transitions.clone()));
         reg(Box::new(dns_dropped.clone()));
         reg(Box::new(targets_unprobed.clone()));
@@ -217,10 +188,7 @@ impl Metrics {
             registry,
             dns_requests,
             dns_duration,
-            answers,
-            fail_open,
-            panic,
-            endpoint_up,
+            services,
             transitions,
             dns_dropped,
             targets_unprobed,
@@ -246,83 +214,12 @@ impl Metrics {
         String::from_utf8(buf).expect("prometheus text is UTF-8")
     }
 
-    /// Sets `gslb_endpoint_up` of every endpoint of `services` (those a snapshot built
-    /// afresh; the others did not change); `ready(service, endpoint)` says whether it
-    /// may answer.
-    pub fn endpoints_ready(
-        &self,
-        plan: &Plan,
-        services: &[ServiceId],
-        ready: impl Fn(ServiceId, EndpointId) -> bool,
-    ) {
-        for &si in services {
-            let svc = &plan.services[si];
-            let name = svc.name.to_string();
-            for (ei, e) in EndpointId::all(svc.endpoints.len()).zip(&svc.endpoints) {
-                let gw = &plan.gateways[e.gateway];
-                self.endpoint_up
-                    .with_label_values(&[
-                        name.as_str(),
-                        gw.name.as_str(),
-                        gw.region.as_deref().unwrap_or(""),
-                    ])
-                    .set(i64::from(ready(si, ei)));
-            }
-        }
-    }
-
-    /// Removes the series of services, endpoints and probe targets that `old` had and
+    /// Removes the series of zones and probe targets that `old` had and
     /// `new` does not, so that a long-running server with config churn does not keep
     /// exporting (and growing) series for things that are gone.
     pub fn forget_removed(&self, old: &Plan, new: &Plan) {
-        let pairs = |p: &Plan| -> std::collections::HashSet<(String, String)> {
-            p.services
-                .iter()
-                .flat_map(|s| {
-                    let svc = s.name.to_string();
-                    s.endpoints
-                        .iter()
-                        .map(move |e| (svc.clone(), p.gateways[e.gateway].name.clone()))
-                })
-                .collect()
-        };
-        let (before, after) = (pairs(old), pairs(new));
-        for (svc, ep) in before.difference(&after) {
-            let _ = self
-                .answers
-                .remove_label_values(&[svc.as_str(), ep.as_str()]);
-        }
-        // gslb_endpoint_up is labelled by region too: a gateway that moved region
-        // leaves its old series. The kept ones stay, so a scrape during a reload never
-        // sees the gauge empty.
-        let triples = |p: &Plan| -> std::collections::HashSet<(String, String, String)> {
-            p.services
-                .iter()
-                .flat_map(|s| {
-                    let svc = s.name.to_string();
-                    s.endpoints.iter().map(move |e| {
-                        let gw = &p.gateways[e.gateway];
-                        (
-                            svc.clone(),
-                            gw.name.clone(),
-                            gw.region.clone().unwrap_or_default(),
-                        )
-                    })
-                })
-                .collect()
-        };
-        for (svc, ep, region) in triples(old).difference(&triples(new)) {
-            let _ =
-                self.endpoint_up
-                    .remove_label_values(&[svc.as_str(), ep.as_str(), region.as_str()]);
-        }
-        let services = |p: &Plan| -> std::collections::HashSet<String> {
-            p.services.iter().map(|s| s.name.to_string()).collect()
-        };
-        for svc in services(old).difference(&services(new)) {
-            let _ = self.fail_open.remove_label_values(&[svc.as_str()]);
-            let _ = self.panic.remove_label_values(&[svc.as_str()]);
-        }
+        // The series of services and endpoints follow the current plan by themselves
+        // (`endpoints`).
         let probed = |p: &Plan| -> std::collections::HashSet<(String, String)> {
             p.targets
                 .iter()

@@ -7,7 +7,10 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use prometheus::{Histogram, IntCounter};
 
+use std::sync::Arc;
+
 use super::Metrics;
+use super::endpoints::ServiceSeries;
 use crate::plan::{EndpointId, Plan, ServiceId, ZoneId};
 
 /// Query types we count by name; everything else is `OTHER`.
@@ -115,42 +118,17 @@ impl Metrics {
             }
         }
         let duration = PROTOS.map(|p| self.dns_duration.with_label_values(&[p]));
-        let answers = plan
-            .services
-            .iter()
-            .map(|s| {
-                let svc = s.name.to_string();
-                s.endpoints
-                    .iter()
-                    .map(|e| {
-                        self.answers.with_label_values(&[
-                            svc.as_str(),
-                            plan.gateways[e.gateway].name.as_str(),
-                        ])
-                    })
-                    .collect()
-            })
-            .collect();
-        let fail_open = plan
-            .services
-            .iter()
-            .map(|s| {
-                self.fail_open
-                    .with_label_values(&[s.name.to_string().as_str()])
-            })
-            .collect();
-        let panic = plan
-            .services
-            .iter()
-            .map(|s| self.panic.with_label_values(&[s.name.to_string().as_str()]))
-            .collect();
+        let series = {
+            let mut current = self.services.lock().unwrap_or_else(|p| p.into_inner());
+            let next = Arc::new(ServiceSeries::for_plan(plan, &current));
+            *current = next.clone();
+            next
+        };
         PlanMetrics {
             dropped: ["runt", "response"].map(|r| self.dns_dropped.with_label_values(&[r])),
             dns,
             duration,
-            answers,
-            fail_open,
-            panic,
+            series,
             rrl: self.rrl.clone(),
         }
     }
@@ -165,10 +143,9 @@ pub struct PlanMetrics {
     /// In `Dropped` order.
     dropped: [IntCounter; 2],
     duration: [Histogram; 2],
-    /// `[service][endpoint]`.
-    answers: Vec<Vec<IntCounter>>,
-    fail_open: Vec<IntCounter>,
-    panic: Vec<IntCounter>,
+    /// Answers, fail-open and panic counts and `gslb_endpoint_up`, per service and
+    /// endpoint.
+    series: Arc<ServiceSeries>,
     pub rrl: super::RrlMetrics,
 }
 
@@ -197,14 +174,29 @@ impl PlanMetrics {
     }
 
     pub fn answered(&self, service: ServiceId, endpoint: EndpointId) {
-        self.answers[service.index()][endpoint.index()].inc();
+        self.series.answered(service, endpoint);
     }
 
     pub fn fail_open(&self, service: ServiceId) {
-        self.fail_open[service.index()].inc();
+        self.series.fail_open(service);
     }
 
     pub fn panic(&self, service: ServiceId) {
-        self.panic[service.index()].inc();
+        self.series.panic(service);
+    }
+
+    /// Sets `gslb_endpoint_up` of every endpoint of `services` (those a snapshot built
+    /// afresh; the others did not change); `ready(service, endpoint)` says whether it
+    /// may answer.
+    pub fn endpoints_ready(
+        &self,
+        services: &[ServiceId],
+        ready: impl Fn(ServiceId, EndpointId) -> bool,
+    ) {
+        for &s in services {
+            for e in EndpointId::all(self.series.endpoints_of(s)) {
+                self.series.set_up(s, e, ready(s, e));
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::plan::{EndpointId, ServiceId};
 
 fn plan(endpoints: &str) -> Plan {
     let text = format!(
@@ -24,20 +25,28 @@ endpoints = [{endpoints}]
     crate::config::parse(Path::new("t.toml"), &text).unwrap()
 }
 
-/// A reload keeps the gslb_endpoint_up series of the endpoints it keeps (a scrape in
-/// between never sees the gauge empty) and removes those of the ones it drops.
+/// A reload keeps the gslb_endpoint_up series and the answer counts of the endpoints
+/// it keeps (a scrape in between never sees the gauge empty, nor a counter reset) and
+/// drops those of the ones it drops.
 #[test]
-fn a_reload_keeps_kept_endpoints_up_series() {
+fn a_reload_keeps_kept_endpoints_series() {
     let m = Metrics::new();
     let (old, new) = (
         plan(r#"{ gateway = "a" }, { gateway = "b" }"#),
         plan(r#"{ gateway = "a" }"#),
     );
-    m.endpoints_ready(
-        &old,
-        &ServiceId::all(old.services.len()).collect::<Vec<_>>(),
-        |_, _| true,
+    let pm = m.for_plan(&old);
+    pm.endpoints_ready(&[ServiceId(0)], |_, _| true);
+    pm.answered(ServiceId(0), EndpointId(0));
+    pm.answered(ServiceId(0), EndpointId(1));
+    let text = m.render();
+    assert!(
+        text.contains("gslb_answers_total{endpoint=\"b\",service=\"app.gslb.test.\"} 1"),
+        "{text}"
     );
+    let _new_pm = m.for_plan(&new);
+    // Counted through the old plan's handles after the new plan's were made: not lost.
+    pm.answered(ServiceId(0), EndpointId(0));
     m.forget_removed(&old, &new);
     let text = m.render();
     let up = |ep: &str| {
@@ -47,6 +56,19 @@ fn a_reload_keeps_kept_endpoints_up_series() {
     };
     assert!(up("a"), "{text}");
     assert!(!up("b"), "{text}");
+    assert!(
+        text.contains("gslb_endpoint_up{endpoint=\"a\",region=\"\",service=\"app.gslb.test.\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("gslb_answers_total{endpoint=\"a\",service=\"app.gslb.test.\"} 2"),
+        "{text}"
+    );
+    assert!(!text.contains("endpoint=\"b\""), "{text}");
+    assert!(
+        text.contains("gslb_fail_open_answers_total{service=\"app.gslb.test.\"} 0"),
+        "{text}"
+    );
 }
 
 /// A zone a reload drops takes its request series with it.

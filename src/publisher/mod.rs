@@ -166,7 +166,8 @@ impl Publisher {
         // The first snapshot's tables are all new: every endpoint's series.
         let snap = p.shared.load();
         let all: Vec<ServiceId> = ServiceId::all(plan.services.len()).collect();
-        metrics.endpoints_ready(&plan, &all, |s, e| snap.services[s].endpoints[e].ready());
+        snap.metrics
+            .endpoints_ready(&all, |s, e| snap.services[s].endpoints[e].ready());
         info!(
             zones = plan.zones.len(),
             services = plan.services.len(),
@@ -256,9 +257,8 @@ impl Publisher {
         self.metrics
             .targets_unprobed
             .set(snap.probes.iter().filter(|s| !s.probed()).count() as i64);
-        self.metrics.endpoints_ready(&snap.plan, &built, |s, e| {
-            snap.services[s].endpoints[e].ready()
-        });
+        snap.metrics
+            .endpoints_ready(&built, |s, e| snap.services[s].endpoints[e].ready());
         self.shared.store(Arc::new(snap));
         self.metrics.snapshots.inc();
     }

@@ -1,0 +1,243 @@
+//! The series of services and endpoints: `gslb_answers_total`,
+//! `gslb_fail_open_answers_total`, `gslb_panic_answers_total` and `gslb_endpoint_up`.
+//! A config of 10,000 services has tens of thousands of them, so they are not
+//! Prometheus series objects (each holds its label pairs and a hash entry, about half a
+//! kilobyte): they are plain atomics per plan, turned into metric families only when
+//! scraped. Only the current plan's are exported, so those of services and endpoints a
+//! reload dropped are gone with it, and a counter the reload kept is the same atomic.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+
+use crate::plan::{EndpointId, Plan, ServiceId};
+
+/// One endpoint's labels and values.
+#[derive(Debug)]
+struct Endpoint {
+    gateway: Arc<str>,
+    region: Arc<str>,
+    answers: Arc<AtomicU64>,
+    up: AtomicI64,
+}
+
+#[derive(Debug)]
+struct Service {
+    name: String,
+    fail_open: Arc<AtomicU64>,
+    panic: Arc<AtomicU64>,
+    endpoints: Vec<Endpoint>,
+}
+
+/// The service and endpoint values of one plan, indexed like `Plan::services`.
+#[derive(Debug, Default)]
+pub struct ServiceSeries {
+    services: Vec<Service>,
+}
+
+impl ServiceSeries {
+    /// The values for `plan`: counters of a (service, gateway) or a service that `prev`
+    /// has are shared with it, so a reload neither resets them nor loses a count.
+    pub(super) fn for_plan(plan: &Plan, prev: &ServiceSeries) -> ServiceSeries {
+        let old: HashMap<&str, &Service> =
+            prev.services.iter().map(|s| (s.name.as_str(), s)).collect();
+        let gateways: Vec<(Arc<str>, Arc<str>)> = plan
+            .gateways
+            .iter()
+            .map(|g| {
+                (
+                    Arc::from(g.name.as_str()),
+                    Arc::from(g.region.as_deref().unwrap_or("")),
+                )
+            })
+            .collect();
+        let services = plan
+            .services
+            .iter()
+            .map(|s| {
+                let name = s.name.to_string();
+                let before = old.get(name.as_str());
+                let endpoints = s
+                    .endpoints
+                    .iter()
+                    .map(|e| {
+                        let (gateway, region) = gateways[e.gateway.index()].clone();
+                        let kept =
+                            before.and_then(|b| b.endpoints.iter().find(|x| x.gateway == gateway));
+                        Endpoint {
+                            answers: kept.map_or_else(Arc::default, |k| k.answers.clone()),
+                            up: AtomicI64::new(kept.map_or(0, |k| k.up.load(Ordering::Relaxed))),
+                            gateway,
+                            region,
+                        }
+                    })
+                    .collect();
+                Service {
+                    fail_open: before.map_or_else(Arc::default, |b| b.fail_open.clone()),
+                    panic: before.map_or_else(Arc::default, |b| b.panic.clone()),
+                    name,
+                    endpoints,
+                }
+            })
+            .collect();
+        ServiceSeries { services }
+    }
+
+    pub fn answered(&self, s: ServiceId, e: EndpointId) {
+        self.services[s.index()].endpoints[e.index()]
+            .answers
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn fail_open(&self, s: ServiceId) {
+        self.services[s.index()]
+            .fail_open
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn panic(&self, s: ServiceId) {
+        self.services[s.index()]
+            .panic
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn endpoints_of(&self, s: ServiceId) -> usize {
+        self.services[s.index()].endpoints.len()
+    }
+
+    pub fn set_up(&self, s: ServiceId, e: EndpointId, up: bool) {
+        self.services[s.index()].endpoints[e.index()]
+            .up
+            .store(i64::from(up), Ordering::Relaxed);
+    }
+}
+
+/// Label pairs sorted by name, as the registry's own series have them.
+fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
+    let mut pairs = pairs.to_vec();
+    pairs.sort_by_key(|(n, _)| *n);
+    pairs
+        .iter()
+        .map(|(n, v)| {
+            let mut l = LabelPair::default();
+            l.set_name(n.to_string());
+            l.set_value(v.to_string());
+            l
+        })
+        .collect()
+}
+
+fn counter(v: u64, l: Vec<LabelPair>) -> Metric {
+    let mut c = Counter::default();
+    c.set_value(v as f64);
+    let mut m = Metric::from_label(l);
+    m.set_counter(c);
+    m
+}
+
+fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(name.to_string());
+    f.set_help(help.to_string());
+    f.set_field_type(kind);
+    f.set_metric(metrics);
+    f
+}
+
+const ANSWERS: (&str, &str) = (
+    "gslb_answers_total",
+    "Times an endpoint was put in an answer.",
+);
+const FAIL_OPEN: (&str, &str) = (
+    "gslb_fail_open_answers_total",
+    "Answers given while no endpoint of the service was healthy (fail-open).",
+);
+const PANIC: (&str, &str) = (
+    "gslb_panic_answers_total",
+    "Answers given as if all endpoints were healthy because the healthy share fell below the panic threshold.",
+);
+const UP: (&str, &str) = (
+    "gslb_endpoint_up",
+    "1 when the endpoint may be answered: healthy (or forced up), not forced down, not drained.",
+);
+
+/// Exports the current plan's `ServiceSeries` at scrape time.
+pub(super) struct ServiceCollector {
+    pub current: Arc<Mutex<Arc<ServiceSeries>>>,
+    descs: Vec<Desc>,
+}
+
+impl ServiceCollector {
+    pub fn new(current: Arc<Mutex<Arc<ServiceSeries>>>) -> ServiceCollector {
+        let desc = |(name, help): (&str, &str), labels: &[&str]| {
+            Desc::new(
+                name.to_string(),
+                help.to_string(),
+                labels.iter().map(|l| l.to_string()).collect(),
+                HashMap::new(),
+            )
+            .expect("metric definition")
+        };
+        ServiceCollector {
+            current,
+            descs: vec![
+                desc(ANSWERS, &["service", "endpoint"]),
+                desc(FAIL_OPEN, &["service"]),
+                desc(PANIC, &["service"]),
+                desc(UP, &["service", "endpoint", "region"]),
+            ],
+        }
+    }
+}
+
+impl Collector for ServiceCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let series = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let (mut answers, mut fail_open, mut panic, mut up) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for s in &series.services {
+            let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            fail_open.push(counter(load(&s.fail_open), labels(&[("service", &s.name)])));
+            panic.push(counter(load(&s.panic), labels(&[("service", &s.name)])));
+            for e in &s.endpoints {
+                answers.push(counter(
+                    load(&e.answers),
+                    labels(&[("service", &s.name), ("endpoint", &e.gateway)]),
+                ));
+                let mut g = Gauge::default();
+                g.set_value(e.up.load(Ordering::Relaxed) as f64);
+                let mut m = Metric::from_label(labels(&[
+                    ("service", &s.name),
+                    ("endpoint", &e.gateway),
+                    ("region", &e.region),
+                ]));
+                m.set_gauge(g);
+                up.push(m);
+            }
+        }
+        let mut out = Vec::new();
+        for (meta, kind, metrics) in [
+            (ANSWERS, MetricType::COUNTER, answers),
+            (FAIL_OPEN, MetricType::COUNTER, fail_open),
+            (PANIC, MetricType::COUNTER, panic),
+            (UP, MetricType::GAUGE, up),
+        ] {
+            // A family without series is left out, as the registry does.
+            if !metrics.is_empty() {
+                out.push(family(meta.0, meta.1, kind, metrics));
+            }
+        }
+        out
+    }
+}

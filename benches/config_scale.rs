@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench config_scale                 # N = 100, 1,000, 10,000
 //! CONFIG_SCALE_N=10000 cargo bench --bench config_scale
+//! benches/config_scale_instr.sh                    # instructions per query, callgrind
 //! ```
 //!
 //! For each N, in process: the plan is compiled from TOML, and the snapshot built from
@@ -142,10 +143,10 @@ fn in_process(n: usize, text: &str) -> (Duration, Duration, Duration, usize) {
     (full, median(&mut times), worst, rebuilt)
 }
 
-/// Nanoseconds per `Handler::respond` of an A query for a service, the names cycling
-/// over up to 1,000 different services (so a big config is not answered from one hot
-/// cache line), median of 5 runs of 100,000.
-fn per_query(n: usize, text: &str) -> f64 {
+/// A handler over `text`'s snapshot and A queries for up to 1,000 of its services
+/// (cycled, so a big config is not answered from one hot cache line), each checked to
+/// get a real answer.
+fn handler_and_queries(n: usize, text: &str) -> (Handler, Vec<Request>) {
     let plan = Arc::new(config::parse(Path::new("<bench>"), text).expect("valid config"));
     let zones = Arc::new(Zones::build(&plan));
     let metrics = Arc::new(Metrics::new().for_plan(&plan));
@@ -175,13 +176,27 @@ fn per_query(n: usize, text: &str) -> f64 {
         let m = Message::from_vec(&out).unwrap();
         assert_eq!(m.answers.len(), 1);
     }
+    (h, reqs)
+}
+
+/// `count` answers, cycling over `reqs`. Not inlined: `benches/config_scale_instr.sh`
+/// counts the instructions inside it with callgrind's `--toggle-collect`.
+#[inline(never)]
+fn respond_loop(h: &Handler, reqs: &[Request], count: usize) {
+    let mut out = Vec::with_capacity(4096);
+    for i in 0..count {
+        h.respond(&reqs[i % reqs.len()], Protocol::Udp, &mut out);
+        std::hint::black_box(out.len());
+    }
+}
+
+/// Nanoseconds per `Handler::respond`, median of 5 runs of 100,000.
+fn per_query(n: usize, text: &str) -> f64 {
+    let (h, reqs) = handler_and_queries(n, text);
     let mut runs: Vec<f64> = (0..5)
         .map(|_| {
             let t = Instant::now();
-            for i in 0..100_000 {
-                h.respond(&reqs[i % names], Protocol::Udp, &mut out);
-                std::hint::black_box(out.len());
-            }
+            respond_loop(&h, &reqs, 100_000);
             t.elapsed().as_nanos() as f64 / 100_000.0
         })
         .collect();
@@ -220,6 +235,17 @@ fn main() {
         Ok(v) => v.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
         Err(_) => vec![100, 1000, 10_000],
     };
+    // For callgrind (benches/config_scale_instr.sh): one config, every query answered
+    // once (by `handler_and_queries`), then CONFIG_SCALE_INSTR answers inside
+    // `respond_loop`, the only function counted.
+    if let Some(count) = std::env::var("CONFIG_SCALE_INSTR")
+        .ok()
+        .and_then(|c| c.parse().ok())
+    {
+        let (h, reqs) = handler_and_queries(ns[0], &config(ns[0]));
+        respond_loop(&h, &reqs, count);
+        return;
+    }
     let one = per_query(1, &config(1));
     println!(
         "| services | gateways | full build | flip: median | flip: worst | services rebuilt per flip (max) | RSS idle | respond | vs 1 service |"

@@ -32,7 +32,7 @@ enum Command {
         /// The configuration file
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
-        /// Log lines on stderr; RUST_LOG overrides the filter (info, hickory=warn)
+        /// Log lines on stderr; RUST_LOG overrides the filter (info; hickory, async_nats: warn)
         #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
@@ -59,7 +59,7 @@ enum Command {
     },
     /// Run the embedded quick-start with two toy gateways
     Demo {
-        /// Log lines on stderr; RUST_LOG overrides the filter (info, hickory=warn)
+        /// Log lines on stderr; RUST_LOG overrides the filter (info; hickory, async_nats: warn)
         #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
@@ -131,8 +131,9 @@ enum LogFormat {
 fn init_logging(format: LogFormat) -> LogFlush {
     use tracing_subscriber::EnvFilter;
     // hickory logs per query at INFO; that costs throughput and says nothing we don't.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn,hickory_proto=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,hickory_server=warn,hickory_proto=warn,async_nats=warn")
+    });
     // Colour only for a person at a terminal, never into files or journald.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let writer = gslb::logging::stderr();

@@ -252,3 +252,57 @@ fn a_replica_back_from_away_reads_what_changed_meanwhile() {
         )
     });
 }
+
+/// `[cluster] tls_ca_file`: a store that speaks TLS only, with a certificate from our
+/// CA, is used (a drain through A reaches B); a replica trusting another CA never
+/// talks to it, and its drain is refused with the reason, never applied.
+#[test]
+fn the_store_over_tls_is_verified() {
+    use crate::common::tls::{Ca, Validity};
+    if !nats::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("gslb test store CA");
+    let leaf = ca.issue(&["127.0.0.1", "localhost"], Validity::current());
+    let (cert, key) = (dir.path().join("store.pem"), dir.path().join("store.key"));
+    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    std::fs::write(&key, &leaf.key_pem).unwrap();
+    let store = Nats::start_tls(&cert, &key);
+    let ours = ca.write_pem(dir.path(), "ca.pem");
+    let theirs = Ca::new("someone else").write_pem(dir.path(), "other.pem");
+    let cfg = |n: &str, ca: &std::path::Path| {
+        replica_cfg(n, &store.url(), &dir.path().join(format!("{n}.json"))).replace(
+            "timeout = \"1s\"",
+            &format!("timeout = \"1s\"\ntls_ca_file = \"{}\"", ca.display()),
+        )
+    };
+    let a = Gslb::start(&cfg("ns1", &ours));
+    let b = Gslb::start(&cfg("ns2", &ours));
+    let stranger = Gslb::start(&cfg("ns3", &theirs));
+    for g in [&a, &b] {
+        wait_until(Duration::from_secs(10), || {
+            metric(g, "gslb_cluster_store_up") == 1.0
+        })
+        .unwrap_or_else(|| panic!("never reached the TLS store:\n{}", g.logs()));
+    }
+    let (status, body) = post(&a, "/v1/drain?gateway=a");
+    assert_eq!(status, 200, "{body}");
+    wait_until(Duration::from_secs(5), || {
+        answers(&b) == set(&["192.0.2.2"])
+    })
+    .unwrap_or_else(|| panic!("B never applied the drain:\n{}", b.logs()));
+    // The stranger cannot verify the store: no connection, its drain refused.
+    assert_eq!(metric(&stranger, "gslb_cluster_store_up"), 0.0);
+    let (status, body) = post(&stranger, "/v1/drain?gateway=b");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nothing changed on any replica"),
+        "{body}"
+    );
+    assert_eq!(answers(&stranger), set(&["192.0.2.1", "192.0.2.2"]));
+    assert_eq!(answers(&a), set(&["192.0.2.2"]));
+}

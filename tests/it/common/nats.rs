@@ -55,6 +55,25 @@ impl Nats {
         n
     }
 
+    /// A server that speaks TLS only, with this certificate and key (PEM files).
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Nats {
+        let mut n = Nats {
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            store: tempfile::tempdir().unwrap(),
+            child: None,
+            extra: vec![
+                "--tls".into(),
+                "--tlscert".into(),
+                cert.display().to_string(),
+                "--tlskey".into(),
+                key.display().to_string(),
+            ],
+            monitor: None,
+        };
+        n.resume();
+        n
+    }
+
     /// `size` servers routed into one NATS cluster with clustered JetStream (a RAFT
     /// group: a bucket with `replicas = 3` survives the loss of one).
     pub fn cluster(size: usize) -> Vec<Nats> {

@@ -75,6 +75,9 @@ impl Validity {
 pub struct Leaf {
     pub cert: CertificateDer<'static>,
     pub key_pkcs8: Vec<u8>,
+    /// The same certificate and key as PEM, for servers that read files.
+    pub cert_pem: String,
+    pub key_pem: String,
     /// notAfter as Unix seconds (whole seconds, as encoded).
     pub not_after: i64,
 }
@@ -137,6 +140,8 @@ impl Ca {
         Leaf {
             cert: cert.der().clone(),
             key_pkcs8: key.serialize_der(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
             not_after: v.not_after,
         }
     }
@@ -149,6 +154,8 @@ pub fn self_signed(names: &[&str], v: Validity) -> Leaf {
     Leaf {
         cert: cert.der().clone(),
         key_pkcs8: key.serialize_der(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
         not_after: v.not_after,
     }
 }

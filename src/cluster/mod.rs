@@ -28,7 +28,7 @@ use crate::plan::ClusterSettings;
 
 mod quorum;
 mod verdicts;
-pub use quorum::{Own, TargetVotes, Votes};
+pub use quorum::{Own, TargetVotes, Votes, up_down};
 
 /// The key of the overrides document.
 const OVERRIDES: &str = "overrides";

@@ -52,10 +52,15 @@ impl TargetVotes {
         let v: Vec<String> = self
             .others
             .iter()
-            .map(|(r, up)| format!("{r} {}", if *up { "up" } else { "down" }))
+            .map(|(r, up)| format!("{r} {}", up_down(*up)))
             .collect();
         v.join(", ")
     }
+}
+
+/// A verdict as messages say it.
+pub fn up_down(up: bool) -> &'static str {
+    if up { "up" } else { "down" }
 }
 
 /// The combined view a snapshot was built from, for `/v1/state` and explain.
@@ -74,6 +79,16 @@ pub struct Votes {
     pub targets: Vec<TargetVotes>,
 }
 
+/// The verdicts of the replicas in `others` that have one on target `t`.
+fn verdicts_on<'a>(
+    others: &'a [(String, Vec<Option<bool>>)],
+    t: usize,
+) -> impl Iterator<Item = (&'a String, bool)> + 'a {
+    others
+        .iter()
+        .filter_map(move |(r, v)| Some((r, v.get(t).copied().flatten()?)))
+}
+
 /// Combines `own` verdicts with each live replica's (`others[r][t]`: replica `r`'s
 /// verdict on target `t`, `None` where it has none, i.e. has not probed it).
 pub fn judge(
@@ -85,9 +100,8 @@ pub fn judge(
     own.iter()
         .enumerate()
         .map(|(t, mine)| {
-            let theirs: Vec<(String, bool)> = others
-                .iter()
-                .filter_map(|(r, v)| Some((r.clone(), v.get(t).copied().flatten()?)))
+            let theirs: Vec<(String, bool)> = verdicts_on(others, t)
+                .map(|(r, up)| (r.clone(), up))
                 .collect();
             let own_counted = theirs.is_empty() || (mine.probed && !fenced);
             let ups =
@@ -112,16 +126,16 @@ pub fn disagrees_mostly(own: &[Own], others: &[(String, Vec<Option<bool>>)]) -> 
         if !mine.probed {
             continue;
         }
-        let theirs: Vec<bool> = others
-            .iter()
-            .filter_map(|(_, v)| v.get(t).copied().flatten())
-            .collect();
-        if theirs.is_empty() {
+        let (mut total, mut ups) = (0usize, 0usize);
+        for (_, up) in verdicts_on(others, t) {
+            total += 1;
+            ups += usize::from(up);
+        }
+        if total == 0 {
             continue;
         }
         compared += 1;
-        let ups = theirs.iter().filter(|up| **up).count();
-        if !mine.up && ups * 2 > theirs.len() {
+        if !mine.up && ups * 2 > total {
             against += 1;
         }
     }

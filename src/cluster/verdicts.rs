@@ -53,13 +53,13 @@ struct Heard {
 /// What this replica knows of everyone's verdicts.
 #[derive(Default)]
 pub(super) struct Exchange {
-    /// This replica's own verdicts as last combined, by target key.
-    own: BTreeMap<String, Verdict>,
-    /// The same, per target of the plan they were combined for, and its keys.
+    /// This replica's own verdicts as last combined, per target of the plan they were
+    /// combined for, and that plan's target keys (`Report` pairs them when sent).
     own_list: Vec<Own>,
     keys: Arc<[String]>,
-    /// `Arc::as_ptr` of the plan `keys` were made for.
-    keys_of: usize,
+    /// The plan `keys` were made for (weak: an old plan is not kept alive, and its
+    /// allocation cannot be reused by a new plan while this points at it).
+    keys_of: std::sync::Weak<Plan>,
     others: HashMap<String, Heard>,
     /// When this replica's own report last came back through the watch.
     echo: Option<Instant>,
@@ -72,6 +72,22 @@ pub(super) struct Exchange {
 }
 
 impl Exchange {
+    /// This replica's verdicts on the targets it has probed, by target key.
+    fn own_report(&self) -> BTreeMap<String, Verdict> {
+        self.keys
+            .iter()
+            .zip(&self.own_list)
+            .filter(|(_, o)| o.probed)
+            .map(|(k, o)| {
+                let v = Verdict {
+                    up: o.up,
+                    reason: if o.up { None } else { o.reason.clone() },
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
+
     fn lapse(heartbeat: Duration) -> Duration {
         heartbeat * LAPSE_BEATS
     }
@@ -117,27 +133,14 @@ impl Cluster {
     pub fn combine(&self, plan: &Arc<Plan>, own: Vec<Own>) -> Votes {
         let heartbeat = self.settings.heartbeat;
         let mut ex = self.exchange();
-        if ex.keys_of != Arc::as_ptr(plan) as usize {
+        let rekeyed = !std::ptr::eq(ex.keys_of.as_ptr(), Arc::as_ptr(plan));
+        if rekeyed {
             ex.keys = TargetId::all(plan.targets.len())
                 .map(|t| plan.target_key(t))
                 .collect();
-            ex.keys_of = Arc::as_ptr(plan) as usize;
+            ex.keys_of = Arc::downgrade(plan);
         }
-        let mine: BTreeMap<String, Verdict> = ex
-            .keys
-            .iter()
-            .zip(&own)
-            .filter(|(_, o)| o.probed)
-            .map(|(k, o)| {
-                let v = Verdict {
-                    up: o.up,
-                    reason: if o.up { None } else { o.reason.clone() },
-                };
-                (k.clone(), v)
-            })
-            .collect();
-        if mine != ex.own {
-            ex.own = mine;
+        if rekeyed || own != ex.own_list {
             self.own_changed.notify_one();
         }
         let now = Instant::now();
@@ -287,7 +290,7 @@ impl Cluster {
                 let ex = self.exchange();
                 let report = Report {
                     fenced: ex.fence.fenced(),
-                    targets: ex.own.clone(),
+                    targets: ex.own_report(),
                 };
                 serde_json::to_vec(&report).expect("verdicts serialize")
             };
@@ -298,28 +301,27 @@ impl Cluster {
                     .await
                     .map_err(|e| e.to_string())
             };
-            let result = tokio::time::timeout(self.settings.timeout, sent).await;
-            if !matches!(result, Ok(Ok(_))) {
+            let failed = match tokio::time::timeout(self.settings.timeout, sent).await {
+                Ok(Ok(_)) => {
+                    self.exchange().sent = Some(Instant::now());
+                    failing = false;
+                    None
+                }
+                Ok(Err(e)) => Some(format!(
+                    "cannot send this replica's verdicts to the store: {e}"
+                )),
+                Err(_) => Some(format!(
+                    "the store did not take this replica's verdicts within {:?}",
+                    self.settings.timeout
+                )),
+            };
+            if let Some(why) = failed {
                 // Open the bucket afresh next time (its stream may be gone).
                 self.verdicts.store(None);
-            }
-            if matches!(result, Ok(Ok(_))) {
-                self.exchange().sent = Some(Instant::now());
-            }
-            match result {
-                Ok(Ok(_)) => failing = false,
-                Ok(Err(e)) if !failing => {
-                    warn!("cannot send this replica's verdicts to the store: {e}");
+                if !failing {
+                    warn!("{why}");
                     failing = true;
                 }
-                Err(_) if !failing => {
-                    warn!(
-                        "the store did not take this replica's verdicts within {:?}",
-                        self.settings.timeout
-                    );
-                    failing = true;
-                }
-                _ => {}
             }
         }
     }

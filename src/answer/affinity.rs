@@ -19,6 +19,16 @@ pub struct Affinity {
 }
 
 impl Affinity {
+    /// The ECS SCOPE PREFIX-LENGTH a consistent answer drawn from `pool` needs: the
+    /// keyed prefix when the query carried ECS and the pick depended on it (more than
+    /// one candidate), else 0. The DNS front and explain both ask this.
+    pub fn scope_over(&self, pool: &super::Pool) -> u8 {
+        match self.ecs_scope {
+            Some(bits) if pool.candidates.len() > 1 => bits,
+            _ => 0,
+        }
+    }
+
     /// `ecs` is the option's (address, source prefix length). An ECS prefix of 0 ("no
     /// client information", RFC 7871 §7.1.2) keys by the resolver instead.
     pub fn of(source: IpAddr, ecs: Option<(IpAddr, u8)>) -> Affinity {
@@ -66,12 +76,23 @@ fn prefix_key(ip: IpAddr, bits: u8) -> u64 {
 
 /// FNV-1a over `bytes`, finished with `mix` for a good spread of every bit.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
+    stable_hash_of(&[bytes])
+}
+
+/// `stable_hash` of the concatenation of `parts`, without building it.
+fn stable_hash_of(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
+    for b in parts.iter().flat_map(|p| p.iter()) {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     mix(h, 0)
+}
+
+/// A candidate's own hash for the consistent draw: its service (FQDN) and gateway by
+/// name, so it is the same on every replica whatever the order of the config.
+pub fn candidate_key(service: &str, gateway: &str) -> u64 {
+    stable_hash_of(&[service.as_bytes(), &[0], gateway.as_bytes()])
 }
 
 /// Combines two hashes into one (the splitmix64 finaliser over their sum).
@@ -141,9 +162,12 @@ mod tests {
         // Replicas and restarts must agree: these values are part of the behaviour.
         // A change of hash moves clients between gateways at the upgrade, and replicas
         // on different versions disagree meanwhile: change these only on purpose.
-        assert_eq!(stable_hash(b""), mix(0xcbf2_9ce4_8422_2325, 0));
         let k = Affinity::of(a("198.51.100.1"), None).key;
         assert_eq!(format!("{k:#018x}"), "0xe9e728925bc01140");
+        let c = candidate_key("app.gslb.test.", "edge-1");
+        assert_eq!(format!("{c:#018x}"), "0xc9701b5e806dbfe9");
+        // Hashed in parts, as if concatenated with a NUL between.
+        assert_eq!(c, stable_hash(b"app.gslb.test.\0edge-1"));
     }
 
     #[test]

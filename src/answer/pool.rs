@@ -175,30 +175,43 @@ impl Pool {
     /// replica; a candidate that comes or goes moves only the clients it wins or won.
     /// As in `draw`, the first pick also picks the group the rest come from.
     pub fn draw_keyed(&self, n: usize, key: u64, mut f: impl FnMut(usize)) {
-        if self.candidates.is_empty() || n == 0 {
+        let len = self.candidates.len();
+        if len == 0 || n == 0 {
             return;
         }
-        let score = |i: usize| {
-            let c = &self.candidates[i];
-            super::affinity::score(key, c.key, c.weight)
+        // Every candidate's score, once; a small stack buffer covers realistic pools.
+        let mut stack = [0f64; 32];
+        let mut heap;
+        let scores: &mut [f64] = if len <= stack.len() {
+            &mut stack[..len]
+        } else {
+            heap = vec![0f64; len];
+            &mut heap[..]
         };
-        let first = (0..self.candidates.len())
-            .min_by(|&a, &b| score(a).total_cmp(&score(b)))
-            .expect("candidates");
+        for (s, c) in scores.iter_mut().zip(&self.candidates) {
+            *s = super::affinity::score(key, c.key, c.weight);
+        }
+        let lowest = |scores: &[f64], range: std::ops::Range<usize>| {
+            range
+                .filter(|&i| scores[i].is_finite())
+                .min_by(|&a, &b| scores[a].total_cmp(&scores[b]))
+        };
+        let Some(first) = lowest(scores, 0..len) else {
+            return;
+        };
         f(first);
-        if n == 1 {
-            return;
-        }
-        let Some(group) = self.groups().find(|g| g.contains(&first)) else {
-            return;
-        };
-        let mut rest: Vec<(f64, usize)> = group
-            .filter(|&i| i != first)
-            .map(|i| (score(i), i))
-            .collect();
-        rest.sort_by(|a, b| a.0.total_cmp(&b.0));
-        for (_, i) in rest.into_iter().take(n - 1) {
+        let group = self
+            .groups()
+            .find(|g| g.contains(&first))
+            .expect("every candidate is in a group");
+        // The rest of the answer: the group's next lowest scores, in order.
+        scores[first] = f64::INFINITY;
+        for _ in 1..n {
+            let Some(i) = lowest(scores, group.clone()) else {
+                return;
+            };
             f(i);
+            scores[i] = f64::INFINITY;
         }
     }
 

@@ -7,7 +7,7 @@ use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{RData, Record};
 
 use super::Family;
-use super::affinity::stable_hash;
+use super::affinity::candidate_key;
 use super::locality::{self, Capacity};
 use super::pool::{Candidate, ChainStep, Decision, Pool};
 use crate::overrides::AdminState;
@@ -122,6 +122,7 @@ impl ServiceTable {
         let ctx = TableCtx {
             plan,
             svc,
+            service_name: svc.name.to_string(),
             views: &endpoints,
             panic,
         };
@@ -151,6 +152,8 @@ impl ServiceTable {
 struct TableCtx<'a> {
     plan: &'a Plan,
     svc: &'a Service,
+    /// `svc.name` as text, for the candidates' keys.
+    service_name: String,
     views: &'a [EndpointView],
     panic: bool,
 }
@@ -243,7 +246,7 @@ impl TableCtx<'_> {
             endpoint: e,
             weight,
             records: self.records(e, fam),
-            key: candidate_key(&self.svc.name.to_string(), gateway),
+            key: candidate_key(&self.service_name, gateway),
         }
     }
 
@@ -332,14 +335,4 @@ impl TableCtx<'_> {
         }
         (!out.is_empty()).then_some((out, groups))
     }
-}
-
-/// A candidate's own hash for the consistent draw: its service and gateway by name, so
-/// it is the same on every replica whatever the order of the config.
-fn candidate_key(service: &str, gateway: &str) -> u64 {
-    let mut bytes = Vec::with_capacity(service.len() + gateway.len() + 1);
-    bytes.extend_from_slice(service.as_bytes());
-    bytes.push(0);
-    bytes.extend_from_slice(gateway.as_bytes());
-    stable_hash(&bytes)
 }

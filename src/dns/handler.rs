@@ -4,7 +4,7 @@
 //! allocates a little per query (the section vectors, the response OPT): the
 //! zero-allocation fast path for plain A/AAAA is future work.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use hickory_proto::op::{Metadata, OpCode, ResponseCode};
@@ -71,8 +71,7 @@ impl Handler {
         };
         let ecs_prefix = ecs.map(|c| (c.addr(), c.source_prefix()));
         let client = Client::new(req.src().ip(), ecs_prefix);
-        let mut ans = Answer::new(&snap, client);
-        ans.keyed_by = (req.src().ip(), ecs_prefix);
+        let mut ans = Answer::new(&snap, client, (req.src().ip(), ecs_prefix));
 
         // DNS Cookies (RFC 7873): judged here, echoed with a fresh server cookie below.
         let server = &snap.plan.server;
@@ -274,11 +273,11 @@ struct Answer<'a> {
 }
 
 impl<'a> Answer<'a> {
-    fn new(snap: &'a Snapshot, client: Client) -> Self {
+    fn new(snap: &'a Snapshot, client: Client, keyed_by: (IpAddr, Option<(IpAddr, u8)>)) -> Self {
         Answer {
             snap,
             client,
-            keyed_by: (IpAddr::V4(Ipv4Addr::UNSPECIFIED), None),
+            keyed_by,
             answers: Vec::new(),
             authorities: Vec::new(),
             additionals: Vec::new(),
@@ -348,11 +347,7 @@ impl<'a> Answer<'a> {
                 pool.draw_keyed(svc.answers, affinity.key, &mut take);
                 // The answer depends on the client's prefix: the reply's ECS scope
                 // covers it, so a resolver caches it for that prefix only.
-                if let Some(bits) = affinity.ecs_scope
-                    && pool.candidates.len() > 1
-                {
-                    self.outcome.ecs_scope = self.outcome.ecs_scope.max(bits);
-                }
+                self.outcome.ecs_scope = self.outcome.ecs_scope.max(affinity.scope_over(pool));
             }
         }
         self.answers.len() > before

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use hickory_proto::rr::{LowerName, Name};
 
 use crate::answer::{Affinity, Client, Decided, Decision, Family, Pool};
+use crate::cluster::up_down;
 use crate::plan::{EndpointId, Net, NetError, Selection, ServiceId, ZoneId};
 use crate::snapshot::{Node, Snapshot};
 
@@ -152,12 +153,11 @@ fn quorum_note(snap: &Snapshot, target: Option<crate::plan::TargetId>) -> Option
     if !tv.overruled() {
         return None;
     }
-    let word = |up: bool| if up { "up" } else { "down" };
     Some(format!(
         "the quorum ({}) decided {}: this replica's probe says {}{}; {}",
         votes.quorum.describe(),
-        word(tv.combined),
-        word(tv.own),
+        up_down(tv.combined),
+        up_down(tv.own),
         if votes.fenced {
             " (this replica is fenced)"
         } else {
@@ -247,14 +247,10 @@ fn trace_service(
         }),
     };
     // As the DNS front does: a consistent answer depends on the client's ECS prefix.
-    let keyed_scope = match affinity.ecs_scope {
-        Some(bits)
-            if svc.selection == Selection::Consistent
-                && (v4.candidates.len() > 1 || v6.candidates.len() > 1) =>
-        {
-            bits
-        }
-        _ => 0,
+    let keyed_scope = if svc.selection == Selection::Consistent {
+        affinity.scope_over(v4).max(affinity.scope_over(v6))
+    } else {
+        0
     };
     ServiceTrace {
         zone: plan.zones[zone].origin.to_string(),

@@ -32,7 +32,6 @@ use gslb::config;
 use gslb::dns::Handler;
 use gslb::metrics::Metrics;
 use gslb::overrides::Overrides;
-use gslb::plan::ServiceId;
 use gslb::snapshot::{Snapshot, Zones};
 
 const GATEWAYS: usize = 1000;
@@ -101,14 +100,15 @@ fn in_process(n: usize, text: &str) -> (Duration, Duration, Duration, usize) {
     let r3 = rss_kb();
     let mut health = vec![true; plan.targets.len()];
     let t = Instant::now();
-    let all: Vec<ServiceId> = ServiceId::all(n).collect();
-    let mut snap = Snapshot::build(
+    let (mut snap, all) = Snapshot::rebuild(
+        None,
         plan.clone(),
         zones.clone(),
         pm.clone(),
         &health,
         &Overrides::default(),
     );
+    assert_eq!(all.len(), n);
     pm.endpoints_ready(&all, |s, e| snap.services[s].endpoints[e].ready());
     let full = t.elapsed();
     if std::env::var_os("CONFIG_SCALE_BREAKDOWN").is_some() {

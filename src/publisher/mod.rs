@@ -23,7 +23,7 @@ use crate::config::{self, ConfigError};
 use crate::health::{Engine, TargetState};
 use crate::metrics::{Metrics, PlanMetrics};
 use crate::overrides::{AdminState, OverrideError, Overrides, Scope};
-use crate::plan::{Plan, ServiceId};
+use crate::plan::Plan;
 use crate::snapshot::{Shared, Snapshot, Zones};
 
 mod diff;
@@ -135,13 +135,19 @@ impl Publisher {
         let states = engine.apply(&plan);
         let zones = Arc::new(Zones::build(&plan));
         let plan_metrics = Arc::new(metrics.for_plan(&plan));
-        let first = Snapshot::build(
+        let (first, built) = Snapshot::rebuild(
+            None,
             plan.clone(),
             zones.clone(),
             plan_metrics.clone(),
             &states.iter().map(|s| s.is_up()).collect::<Vec<_>>(),
             &overrides,
         );
+        // Every table of the first snapshot is new: every endpoint's gauge. Later
+        // snapshots set those of the tables they rebuild (`republish`).
+        first
+            .metrics
+            .endpoints_ready(&built, |s, e| first.services[s].endpoints[e].ready());
         let admin = plan.admin.as_ref();
         let p = Arc::new(Publisher {
             config_path,
@@ -163,11 +169,6 @@ impl Publisher {
             started: Instant::now(),
         });
         p.republish();
-        // The first snapshot's tables are all new: every endpoint's series.
-        let snap = p.shared.load();
-        let all: Vec<ServiceId> = ServiceId::all(plan.services.len()).collect();
-        snap.metrics
-            .endpoints_ready(&all, |s, e| snap.services[s].endpoints[e].ready());
         info!(
             zones = plan.zones.len(),
             services = plan.services.len(),

@@ -110,7 +110,7 @@ fn replicas_share_drains_through_the_store() {
         );
     }
     assert!(metric(&c, "gslb_cluster_overrides_revision") >= 1.0);
-    let st = http(c.admin.unwrap(), "GET", "/v1/state", &[]).json();
+    let st = crate::ops::state(&c);
     assert_eq!(st["cluster"]["replica"], json!("ns3"), "{st}");
     assert_eq!(st["cluster"]["store_reachable"], json!(true), "{st}");
     assert_eq!(st["overrides"]["gateways"], json!({"a": "drain"}), "{st}");

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::cluster::{answers, metric, post, set};
 use crate::common::nats::{self, Nats};
 use crate::common::{Gslb, HttpTarget, Reply, ZONE, a_records, query_msg, wait_until};
-use crate::ops::http;
+use crate::ops::state;
 use crate::quorum::probed_gateways;
 
 /// Three gateways with an HTTP check each (targets on `127.0.<net>.1..3`), answers = 3,
@@ -168,7 +168,7 @@ fn verdict_times(replicas: &[Gslb]) -> Vec<Value> {
     replicas
         .iter()
         .map(|g| {
-            let st = http(g.admin.unwrap(), "GET", "/v1/state", &[]).json();
+            let st = state(g);
             st["services"][0]["endpoints"]
                 .as_array()
                 .unwrap()
@@ -186,10 +186,72 @@ fn wait_all(replicas: &[Gslb], within: Duration, what: &str, cond: impl Fn(&Gslb
 }
 
 fn live(g: &Gslb) -> usize {
-    let st = http(g.admin.unwrap(), "GET", "/v1/state", &[]).json();
+    let st = state(g);
     st["cluster"]["live_replicas"]
         .as_array()
         .map_or(0, Vec::len)
+}
+
+/// Three replicas (replica `i` given the servers `servers(i)`) over three probed
+/// gateways, counting each other, with g0 drained through the first and in force on
+/// all. `settle` bounds the wait for them to count each other; `store_logs` is printed
+/// when the drain never arrives.
+struct Three {
+    _dir: tempfile::TempDir,
+    _targets: Vec<HttpTarget>,
+    replicas: Vec<Gslb>,
+    /// `verdict_times` once settled: no verdict may change from here on.
+    before: Vec<Value>,
+}
+
+fn three_with_g0_drained(
+    net: u8,
+    servers: impl Fn(usize) -> Vec<String>,
+    bucket_replicas: usize,
+    settle: Duration,
+    store_logs: impl Fn() -> String,
+) -> Three {
+    let dir = tempfile::tempdir().unwrap();
+    let targets: Vec<HttpTarget> = (1..=3)
+        .map(|i| HttpTarget::start(&format!("127.0.{net}.{i}"), Reply::ok()))
+        .collect();
+    let replicas: Vec<Gslb> = (0..3)
+        .map(|i| {
+            Gslb::start(&replica_cfg(
+                i + 1,
+                &servers(i),
+                dir.path(),
+                &targets,
+                bucket_replicas,
+            ))
+        })
+        .collect();
+    wait_all(&replicas, settle, "never counted the others", |g| {
+        live(g) == 2
+    });
+    let (status, body) = post(&replicas[0], "/v1/drain?gateway=g0");
+    assert_eq!(status, 200, "{body}");
+    for g in &replicas {
+        if wait_until(Duration::from_secs(5), || answers(g) == drained()).is_none() {
+            panic!(
+                "drain never arrived:\n{}\nstore:\n{}",
+                g.logs(),
+                store_logs()
+            );
+        }
+    }
+    let before = verdict_times(&replicas);
+    Three {
+        _dir: dir,
+        _targets: targets,
+        replicas,
+        before,
+    }
+}
+
+/// The answers while g0 is drained.
+fn drained() -> BTreeSet<String> {
+    set(&["192.0.2.2", "192.0.2.3"])
 }
 
 #[test]
@@ -198,29 +260,21 @@ fn store_outage_under_load_loses_nothing() {
         return;
     }
     let mut store = Nats::start();
-    let dir = tempfile::tempdir().unwrap();
-    let targets: Vec<HttpTarget> = (1..=3)
-        .map(|i| HttpTarget::start(&format!("127.0.32.{i}"), Reply::ok()))
-        .collect();
-    let replicas: Vec<Gslb> = (1..=3)
-        .map(|n| Gslb::start(&replica_cfg(n, &[store.url()], dir.path(), &targets, 1)))
-        .collect();
-    wait_all(
-        &replicas,
+    let url = store.url();
+    let t = three_with_g0_drained(
+        32,
+        |_| vec![url.clone()],
+        1,
         Duration::from_secs(10),
-        "never counted the others",
-        |g| live(g) == 2,
+        || store.logs(),
     );
-    let (status, body) = post(&replicas[0], "/v1/drain?gateway=g0");
-    assert_eq!(status, 200, "{body}");
-    let drained = set(&["192.0.2.2", "192.0.2.3"]);
-    wait_all(
-        &replicas,
-        Duration::from_secs(5),
-        "drain never arrived",
-        |g| answers(g) == drained,
-    );
-    let before = verdict_times(&replicas);
+    let Three {
+        _dir,
+        _targets,
+        replicas,
+        before,
+    } = t;
+    let drained = drained();
 
     let started = Instant::now();
     let load = Load::start(&replicas, 2000);
@@ -296,37 +350,25 @@ fn a_three_node_store_losing_a_member_changes_nothing() {
     }
     let mut nodes = Nats::cluster(3);
     let urls: Vec<String> = nodes.iter().map(Nats::url).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let targets: Vec<HttpTarget> = (1..=3)
-        .map(|i| HttpTarget::start(&format!("127.0.33.{i}"), Reply::ok()))
-        .collect();
-    // Each replica lists the nodes in its own order, so they spread over them.
-    let replicas: Vec<Gslb> = (0..3)
-        .map(|n| {
+    // Each replica lists the nodes in its own order, so they spread over them; the
+    // JetStream cluster elects its leaders first, so the replicas get time to settle.
+    let t = three_with_g0_drained(
+        33,
+        |i| {
             let mut mine = urls.clone();
-            mine.rotate_left(n);
-            Gslb::start(&replica_cfg(n + 1, &mine, dir.path(), &targets, 3))
-        })
-        .collect();
-    // JetStream elects its leaders first: allow it time.
-    wait_all(
-        &replicas,
+            mine.rotate_left(i);
+            mine
+        },
+        3,
         Duration::from_secs(30),
-        "never counted the others",
-        |g| live(g) == 2,
+        || nodes.iter().map(Nats::logs).collect::<Vec<_>>().join("\n"),
     );
-    let (status, body) = post(&replicas[0], "/v1/drain?gateway=g0");
-    assert_eq!(status, 200, "{body}");
-    let drained = set(&["192.0.2.2", "192.0.2.3"]);
-    for g in &replicas {
-        if wait_until(Duration::from_secs(5), || answers(g) == drained).is_none() {
-            for n in &nodes {
-                eprintln!("NATS {}:\n{}", n.url(), n.logs());
-            }
-            panic!("drain never arrived:\n{}", g.logs());
-        }
-    }
-    let before = verdict_times(&replicas);
+    let Three {
+        _dir,
+        _targets,
+        replicas,
+        before,
+    } = t;
 
     let started = Instant::now();
     let load = Load::start(&replicas, 2000);
@@ -391,7 +433,7 @@ fn a_three_node_store_losing_a_member_changes_nothing() {
         recovered("the watch of the shared overrides missed a change"),
         recovered("the watch of the verdicts stopped delivering")
     );
-    let st = http(replicas[2].admin.unwrap(), "GET", "/v1/state", &[]).json();
+    let st = state(&replicas[2]);
     assert_eq!(
         st["overrides"]["gateways"],
         json!({"g0": "drain", "g1": "drain"}),

@@ -149,12 +149,12 @@ fn get_json(admin: SocketAddr, target: &str) -> Value {
     r.json()
 }
 
-fn state(g: &Gslb) -> Value {
+pub(crate) fn state(g: &Gslb) -> Value {
     get_json(g.admin.expect("admin listener"), "/v1/state")
 }
 
 /// The `/v1/state` entry of `gateway` in `service`.
-fn endpoint<'a>(state: &'a Value, service: &str, gateway: &str) -> &'a Value {
+pub(crate) fn endpoint<'a>(state: &'a Value, service: &str, gateway: &str) -> &'a Value {
     let svc = state["services"]
         .as_array()
         .unwrap()

@@ -377,6 +377,9 @@ RESULTS=$WORK/results.tsv
 cpu_ticks() { # pid -> utime+stime of the whole process (all threads), in clock ticks
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
+user_ticks() { # pid -> utime of the whole process, in clock ticks
+    awk '{ sub(/^.*\) /, ""); print $12 }' "/proc/$1/stat"
+}
 cpu_busy() { # cpu -> busy ticks of that CPU (everything but idle and iowait), 0 if unpinned
     if [[ -z $1 ]]; then echo 0; return; fi
     awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
@@ -398,7 +401,7 @@ dnsperf_args() { # mode port
 }
 
 run_one() { # mode round server
-    local mode=$1 round=$2 srv=$3 pid port out t0 t1 b0 b1
+    local mode=$1 round=$2 srv=$3 pid port out t0 t1 b0 b1 u0 u1
     if [[ $srv == gslb ]]; then pid=$GSLB_PID; port=$GSLB_PORT; else pid=$GDNSD_PID; port=$GDNSD_PORT; fi
     out=$WORK/dnsperf.$mode.$round.$srv.txt
     if [[ $mode == instr ]]; then
@@ -416,9 +419,11 @@ run_one() { # mode round server
     fi
     b0=$(cpu_busy "$OTHER_CPU")
     t0=$(cpu_ticks "$pid")
+    u0=$(user_ticks "$pid")
     # shellcheck disable=SC2046
     "${PIN_CLI[@]}" dnsperf $(dnsperf_args "$mode" "$port") -l "$DURATION" >"$out" 2>&1 || true
     t1=$(cpu_ticks "$pid") || t1=
+    u1=$(user_ticks "$pid") || u1=
     b1=$(cpu_busy "$OTHER_CPU")
     if [[ -n $tracer ]]; then
         kill -INT "$tracer" 2>/dev/null || true
@@ -430,9 +435,9 @@ run_one() { # mode round server
         tail -20 "$WORK/$srv.log" >&2
         exit 1
     fi
-    python3 - "$out" "$mode" "$round" "$srv" "$((t1 - t0))" "$CLK_TCK" "$((b1 - b0 - (t1 - t0)))" >>"$RESULTS" <<'EOF'
+    python3 - "$out" "$mode" "$round" "$srv" "$((t1 - t0))" "$CLK_TCK" "$((b1 - b0 - (t1 - t0)))" "$((u1 - u0))" >>"$RESULTS" <<'EOF'
 import re, sys
-path, mode, rnd, srv, ticks, hz, other = sys.argv[1:]
+path, mode, rnd, srv, ticks, hz, other, user = sys.argv[1:]
 t = open(path).read()
 def num(pat, default="nan"):
     m = re.search(pat, t)
@@ -447,7 +452,9 @@ us = cpu / done * 1e6 if done else float("nan")
 run = float(num(r"Run time \(s\):\s+([\d.]+)", "0")) or 1.0
 # Busy time on the server's CPU that was not the server: other processes interfering.
 steal = max(0, int(other)) / int(hz) / run * 100
-print(f"{mode}\t{rnd}\t{srv}\t{qps:.0f}\t{done}\t{lost}\t{noerr}\t{cpu:.2f}\t{us:.3f}\t{lat:.0f}\t{steal:.0f}")
+# The share of the server's CPU time spent in user space (the rest is the kernel).
+user_pct = int(user) / int(ticks) * 100 if int(ticks) else 0
+print(f"{mode}\t{rnd}\t{srv}\t{qps:.0f}\t{done}\t{lost}\t{noerr}\t{cpu:.2f}\t{us:.3f}\t{lat:.0f}\t{steal:.0f}\t{user_pct:.0f}")
 EOF
 }
 
@@ -495,8 +502,8 @@ print_round() { # mode round
     awk -F'\t' -v m="$1" -v r="$2" '
         $1 == m && $2 == r {
             extra = ($5 == $7) ? "" : sprintf("  (only %d NOERROR)", $7)
-            printf "  %-6s %9d qps %10d done %6d lost  cpu %6.2f s  %7.3f us/query  avg lat %5d us  other load on server CPU %3d%%%s\n",
-                $3, $4, $5, $6, $8, $9, $10, $11, extra
+            printf "  %-6s %9d qps %10d done %6d lost  cpu %6.2f s  %7.3f us/query (user %3d%%)  avg lat %5d us  other load on server CPU %3d%%%s\n",
+                $3, $4, $5, $6, $8, $9, $12, $10, $11, extra
         }' "$RESULTS"
 }
 
@@ -557,7 +564,7 @@ import collections, statistics, sys
 rows = collections.defaultdict(list)
 noisy = []
 for line in open(sys.argv[1]):
-    mode, rnd, srv, qps, done, lost, noerr, cpu, us, lat, other = line.rstrip("\n").split("\t")
+    mode, rnd, srv, qps, done, lost, noerr, cpu, us, lat, other, _user = line.rstrip("\n").split("\t")
     if mode == "sys":
         continue  # strace slows the server: its CPU figures mean nothing
     rows[(mode, srv)].append((float(qps), float(us), float(lat), int(done), int(noerr)))

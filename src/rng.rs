@@ -34,9 +34,6 @@ impl Rng {
 
     /// Runs `f` with this thread's generator.
     pub fn with_thread<T>(f: impl FnOnce(&mut Rng) -> T) -> T {
-        thread_local! {
-            static STATE: Cell<u64> = Cell::new(Rng::from_entropy().0);
-        }
         STATE.with(|s| {
             let mut rng = Rng(s.get());
             let out = f(&mut rng);
@@ -44,4 +41,14 @@ impl Rng {
             out
         })
     }
+
+    /// Restarts this thread's generator from `seed`: for tests that run the same draw
+    /// twice (the fast path's differential test) and need the same numbers.
+    pub fn seed_thread(seed: u64) {
+        STATE.with(|s| s.set(seed));
+    }
+}
+
+thread_local! {
+    static STATE: Cell<u64> = Cell::new(Rng::from_entropy().0);
 }

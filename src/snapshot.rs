@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hickory_proto::rr::{LowerName, Record, RecordType};
+use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 
 use crate::answer::{self, Client, Decided, EndpointView, RegionIndex, ServiceTable};
 use crate::cluster::Votes;
@@ -34,8 +34,10 @@ pub enum Node {
 /// The name index of one plan.
 #[derive(Debug)]
 pub struct Zones {
-    /// Every name that exists in our zones, with the zone it belongs to.
-    pub nodes: HashMap<LowerName, (ZoneId, Node)>,
+    /// Every name that exists in our zones, with the zone it belongs to, keyed by the
+    /// name in wire form and lower case: the DNS front's fast path looks names up
+    /// straight from the query's bytes (`node_wire`), everyone else by name (`node`).
+    nodes: HashMap<Box<[u8]>, (ZoneId, Node)>,
     /// Zone origins, to tell NXDOMAIN (inside a zone) from REFUSED (outside all).
     pub origins: HashMap<LowerName, ZoneId>,
     /// Per zone: its SOA with the negative TTL, for the authority section of NXDOMAIN
@@ -96,12 +98,32 @@ impl Zones {
             .collect();
         let regions = RegionIndex::of(plan);
         Zones {
-            nodes,
+            nodes: nodes
+                .into_iter()
+                .filter_map(|(name, node)| {
+                    let mut buf = [0u8; WIRE_NAME_MAX];
+                    let len = lower_wire(&name, &mut buf)?;
+                    Some((Box::from(&buf[..len]), node))
+                })
+                .collect(),
             origins,
             negative_soa,
             regions,
             chaos: chaos_records(plan),
         }
+    }
+
+    /// What lives at `name`, if it exists in our zones.
+    pub fn node(&self, name: &Name) -> Option<&(ZoneId, Node)> {
+        let mut buf = [0u8; WIRE_NAME_MAX];
+        let len = lower_wire(name, &mut buf)?;
+        self.nodes.get(&buf[..len])
+    }
+
+    /// What lives at the name whose wire form in lower case is `wire` (its final zero
+    /// octet included).
+    pub fn node_wire(&self, wire: &[u8]) -> Option<&(ZoneId, Node)> {
+        self.nodes.get(wire)
     }
 
     /// Zone `z`'s SOA with the negative TTL (RFC 2308 §3).
@@ -122,6 +144,28 @@ impl Zones {
             cur = cur.base_name();
         }
     }
+}
+
+/// The longest name in wire form (RFC 1035 §3.1), final zero octet included.
+pub const WIRE_NAME_MAX: usize = 255;
+
+/// `name` in wire form and lower case (ASCII, as DNS compares names: RFC 4343), into
+/// `buf`; its length, or `None` for a name longer than a name can be.
+pub fn lower_wire(name: &Name, buf: &mut [u8; WIRE_NAME_MAX]) -> Option<usize> {
+    let mut at = 0;
+    for label in name.iter() {
+        let end = at + 1 + label.len();
+        if end >= WIRE_NAME_MAX {
+            return None;
+        }
+        buf[at] = label.len() as u8;
+        for (to, from) in buf[at + 1..end].iter_mut().zip(label) {
+            *to = from.to_ascii_lowercase();
+        }
+        at = end;
+    }
+    buf[at] = 0;
+    Some(at + 1)
 }
 
 /// One consistent view: plan, health, overrides, and the tables derived from them.

@@ -1,10 +1,10 @@
 //! Authoritative semantics: from a parsed request and the current snapshot to response
 //! bytes. Synchronous, lock-free (one `ArcSwap::load`), with records borrowed from the
-//! snapshot; the socket loops in `server.rs` call it directly for every query. It still
-//! allocates a little per query (the section vectors, the response OPT): the
-//! zero-allocation fast path for plain A/AAAA is future work.
+//! snapshot; the socket loops in `server.rs` call it for every query the fast path
+//! (`fast.rs`: plain A/AAAA with an answer, no allocation) leaves to it. This general
+//! path still allocates a little per query (the parsed request, the section vectors,
+//! the response OPT).
 
-use std::net::IpAddr;
 use std::time::Instant;
 
 use hickory_proto::op::{Metadata, OpCode, ResponseCode};
@@ -13,12 +13,12 @@ use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 
-use crate::answer::{Affinity, Client, Decision, Family};
+use crate::answer::{Client, Decision, Family};
 use crate::metrics::{Dropped, Transport};
-use crate::plan::{Net, Selection, ServiceId, ZoneId};
-use crate::rng::Rng;
+use crate::plan::{Net, ServiceId, ZoneId};
 use crate::snapshot::{Node, Shared, Snapshot};
 
+use super::service::{KeyedBy, draw};
 use super::wire::{Sections, ecs_address_octets, encode, response_edns};
 use super::{cookie, rrl};
 
@@ -38,10 +38,12 @@ pub struct Outcome {
 }
 
 pub struct Handler {
-    state: Shared,
+    pub(super) state: Shared,
     /// The cookie secret when the config gives none: random, for this process.
     own_secret: [[u8; 16]; 1],
-    rrl: rrl::Limiter,
+    pub(super) rrl: rrl::Limiter,
+    /// Unix seconds mod 2^32, for cookie timestamps.
+    pub(super) cookie_clock: fn() -> u32,
 }
 
 impl Handler {
@@ -50,7 +52,27 @@ impl Handler {
             state,
             own_secret: [cookie::random_secret()],
             rrl: rrl::Limiter::new(),
+            cookie_clock: cookie::unix_now,
         }
+    }
+
+    /// This handler with cookie timestamps from `clock` instead of the system clock:
+    /// for tests that compare replies byte for byte.
+    pub fn with_cookie_clock(mut self, clock: fn() -> u32) -> Self {
+        self.cookie_clock = clock;
+        self
+    }
+
+    /// The cookie secrets: the configured ones, or this process's own.
+    pub(super) fn secrets<'a>(
+        &'a self,
+        server: &'a crate::plan::ServerSettings,
+    ) -> cookie::Secrets<'a> {
+        cookie::Secrets(if server.cookie_secrets.is_empty() {
+            &self.own_secret
+        } else {
+            &server.cookie_secrets
+        })
     }
 
     /// Answers `req` into `out` (cleared first). Returns `None` when nothing should be
@@ -79,14 +101,10 @@ impl Handler {
             Some(EdnsOption::Unknown(_, data)) if server.cookies => Some(cookie::split(data)),
             _ => None,
         };
-        let secrets = cookie::Secrets(if server.cookie_secrets.is_empty() {
-            &self.own_secret
-        } else {
-            &server.cookie_secrets
-        });
+        let secrets = self.secrets(server);
         // The clock only for a query that carries a cookie.
         let now = if matches!(cookie, Some(Some(_))) {
-            cookie::unix_now()
+            (self.cookie_clock)()
         } else {
             0
         };
@@ -248,7 +266,7 @@ impl Handler {
     }
 }
 
-fn transport(p: Protocol) -> Transport {
+pub(super) fn transport(p: Protocol) -> Transport {
     match p {
         Protocol::Udp => Transport::Udp,
         _ => Transport::Tcp,
@@ -263,7 +281,7 @@ struct Answer<'a> {
     snap: &'a Snapshot,
     client: Client,
     /// The resolver and the ECS prefix, for services with consistent selection.
-    keyed_by: (IpAddr, Option<(IpAddr, u8)>),
+    keyed_by: KeyedBy,
     answers: Vec<&'a Record>,
     authorities: Vec<&'a Record>,
     additionals: Vec<&'a Record>,
@@ -273,7 +291,7 @@ struct Answer<'a> {
 }
 
 impl<'a> Answer<'a> {
-    fn new(snap: &'a Snapshot, client: Client, keyed_by: (IpAddr, Option<(IpAddr, u8)>)) -> Self {
+    fn new(snap: &'a Snapshot, client: Client, keyed_by: KeyedBy) -> Self {
         Answer {
             snap,
             client,
@@ -298,7 +316,7 @@ impl<'a> Answer<'a> {
     /// name is outside all our zones (REFUSED, not authoritative).
     fn lookup(&mut self, name: &LowerName, qtype: RecordType) -> Option<ResponseCode> {
         let snap = self.snap;
-        let Some((zone, node)) = snap.zones.nodes.get(name) else {
+        let Some((zone, node)) = snap.zones.node(name) else {
             let zone = snap.zones.zone_of(name)?;
             self.outcome.zone = Some(zone);
             self.authorities.push(snap.zones.negative_soa(zone));
@@ -319,7 +337,6 @@ impl<'a> Answer<'a> {
 
     fn service(&mut self, s: ServiceId, qtype: RecordType) -> bool {
         let snap = self.snap;
-        let svc = &snap.plan.services[s];
         let decided = snap.decide(s, self.client);
         self.outcome.ecs_scope = decided.scope;
         let Some(family) = Family::of(qtype) else {
@@ -327,29 +344,12 @@ impl<'a> Answer<'a> {
         };
         let pool = decided.pool(family);
         self.outcome.decision = Some(pool.decision);
-        match pool.decision {
-            Decision::FailOpen => snap.metrics.fail_open(s),
-            Decision::Panic => snap.metrics.panic(s),
-            _ => {}
-        }
         let before = self.answers.len();
         let answers = &mut self.answers;
-        let mut take = |i: usize| {
-            let c = &pool.candidates[i];
-            snap.metrics.answered(s, c.endpoint);
-            answers.extend(c.records.iter());
-        };
-        match svc.selection {
-            Selection::Random => Rng::with_thread(|rng| pool.draw(svc.answers, rng, take)),
-            Selection::Consistent => {
-                let (source, ecs) = self.keyed_by;
-                let affinity = Affinity::of(source, ecs);
-                pool.draw_keyed(svc.answers, affinity.key, &mut take);
-                // The answer depends on the client's prefix: the reply's ECS scope
-                // covers it, so a resolver caches it for that prefix only.
-                self.outcome.ecs_scope = self.outcome.ecs_scope.max(affinity.scope_over(pool));
-            }
-        }
+        let scope = draw(snap, s, pool, self.keyed_by, |c| {
+            answers.extend(c.records.iter())
+        });
+        self.outcome.ecs_scope = self.outcome.ecs_scope.max(scope);
         self.answers.len() > before
     }
 
@@ -400,7 +400,7 @@ impl<'a> Answer<'a> {
                 return;
             };
             let target = LowerName::new(&target.0);
-            let Some((tz, node)) = snap.zones.nodes.get(&target) else {
+            let Some((tz, node)) = snap.zones.node(&target) else {
                 if let Some(tz) = snap.zones.zone_of(&target) {
                     self.chain_rcode = Some(ResponseCode::NXDomain);
                     self.authorities.push(snap.zones.negative_soa(tz));

@@ -3,8 +3,8 @@
 
 use hickory_proto::ProtoError;
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, ResponseCode};
-use hickory_proto::rr::Record;
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{Name, Record, RecordData};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::server::Request;
 
@@ -150,8 +150,12 @@ fn emit(
     } else {
         (&[], &[], &[])
     };
+    let qname = (qcount == 1 && question.len() > 4).then(|| &question[..question.len() - 4]);
     for r in a.iter().chain(n).chain(d) {
-        r.emit(&mut enc)?;
+        match qname {
+            Some(q) if names_equal(&r.name, q) => emit_at_question(&mut enc, r)?,
+            _ => r.emit(&mut enc)?,
+        }
     }
     let mut additionals = d.len();
     if let Some(e) = edns {
@@ -172,6 +176,45 @@ fn emit(
     place.replace(&mut enc, header)?;
     Ok(())
 }
+
+/// Whether `name` is the name whose wire form is `wire`, ignoring ASCII case.
+fn names_equal(name: &Name, wire: &[u8]) -> bool {
+    let mut at = 0;
+    for label in name.iter() {
+        let Some(&len) = wire.get(at) else {
+            return false;
+        };
+        let end = at + 1 + usize::from(len);
+        match wire.get(at + 1..end) {
+            Some(got) if got.eq_ignore_ascii_case(label) => at = end,
+            _ => return false,
+        }
+    }
+    wire.get(at..) == Some(&[0][..])
+}
+
+/// Writes `r`, whose owner is the question name, with its owner as a pointer to the
+/// question (offset 12), whatever the letter case of the query: the record as
+/// `Record::emit` writes it otherwise. (hickory's encoder matches earlier names
+/// byte for byte, so a 0x20-cased question would make it write the name out again.)
+/// The fast path writes its answers the same way, which the differential test checks.
+fn emit_at_question(enc: &mut BinEncoder<'_>, r: &Record) -> Result<(), ProtoError> {
+    enc.emit_u16(QUESTION_POINTER)?;
+    r.record_type().emit(enc)?;
+    r.dns_class.emit(enc)?;
+    enc.emit_u32(r.ttl)?;
+    let place = enc.place::<u16>()?;
+    if !r.data.is_update() {
+        r.data.emit(enc)?;
+    }
+    let len = enc.len_since_place(&place);
+    place.replace(enc, len as u16)?;
+    Ok(())
+}
+
+/// A compression pointer (RFC 1035 §4.1.4) to the question name, right after the
+/// 12-byte header.
+pub(super) const QUESTION_POINTER: u16 = 0xC000 | 12;
 
 /// Registers each label suffix of the question name (which starts at `start` in the
 /// message, and is `question` minus its 4 bytes of type and class) as a compression

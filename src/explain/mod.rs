@@ -113,7 +113,7 @@ pub fn explain(
     let asking = Client::new(client, ecs);
     let placement = asking.place(&snap.zones.regions);
     let zone_name = |z: ZoneId| snap.plan.zones[z].origin.to_string();
-    let verdict = match snap.zones.nodes.get(&lower) {
+    let verdict = match snap.zones.node(&lower) {
         None => match snap.zones.zone_of(&lower) {
             Some(z) => Verdict::NxDomain { zone: zone_name(z) },
             None => Verdict::Refused,

@@ -9,6 +9,7 @@ mod common;
 mod check;
 mod cluster;
 mod deploy;
+mod differential;
 mod dns;
 mod faults;
 mod hardening;

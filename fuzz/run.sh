@@ -12,7 +12,7 @@
 # the work corpus back: cargo +nightly fuzz cmin TARGET fuzz/corpus/TARGET
 set -euo pipefail
 cd "$(dirname "$0")"
-all=(dns_message dns_tcp_stream config)
+all=(dns_message dns_tcp_stream dns_differential config)
 if [[ ${1:-} == replay ]]; then
     shift
     targets=("$@")

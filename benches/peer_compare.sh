@@ -393,7 +393,7 @@ dnsperf_args() { # mode port
     case $1 in
         udp) ;;
         tcp) a+=(-m tcp) ;;
-        udpq) a+=(-Q "$QPS") ;;
+        udpq) a+=(-Q "$QPS" -v) ;; # -v: every query's latency, for the percentiles
         sys) a+=(-Q "$SYS_QPS") ;;
         instr) a+=(-Q "$INSTR_QPS") ;;
     esac
@@ -454,7 +454,10 @@ run = float(num(r"Run time \(s\):\s+([\d.]+)", "0")) or 1.0
 steal = max(0, int(other)) / int(hz) / run * 100
 # The share of the server's CPU time spent in user space (the rest is the kernel).
 user_pct = int(user) / int(ticks) * 100 if int(ticks) else 0
-print(f"{mode}\t{rnd}\t{srv}\t{qps:.0f}\t{done}\t{lost}\t{noerr}\t{cpu:.2f}\t{us:.3f}\t{lat:.0f}\t{steal:.0f}\t{user_pct:.0f}")
+# With -v (udpq), one "> RCODE name type seconds" line per query: p99 in microseconds.
+lats = sorted(float(l.split()[-1]) for l in t.splitlines() if l.startswith("> "))
+p99 = lats[min(len(lats) - 1, int(len(lats) * 0.99))] * 1e6 if lats else 0
+print(f"{mode}\t{rnd}\t{srv}\t{qps:.0f}\t{done}\t{lost}\t{noerr}\t{cpu:.2f}\t{us:.3f}\t{lat:.0f}\t{steal:.0f}\t{user_pct:.0f}\t{p99:.0f}")
 EOF
 }
 
@@ -502,6 +505,7 @@ print_round() { # mode round
     awk -F'\t' -v m="$1" -v r="$2" '
         $1 == m && $2 == r {
             extra = ($5 == $7) ? "" : sprintf("  (only %d NOERROR)", $7)
+            if ($13 > 0) extra = extra sprintf("  p99 %d us", $13)
             printf "  %-6s %9d qps %10d done %6d lost  cpu %6.2f s  %7.3f us/query (user %3d%%)  avg lat %5d us  other load on server CPU %3d%%%s\n",
                 $3, $4, $5, $6, $8, $9, $12, $10, $11, extra
         }' "$RESULTS"
@@ -564,10 +568,10 @@ import collections, statistics, sys
 rows = collections.defaultdict(list)
 noisy = []
 for line in open(sys.argv[1]):
-    mode, rnd, srv, qps, done, lost, noerr, cpu, us, lat, other, _user = line.rstrip("\n").split("\t")
+    mode, rnd, srv, qps, done, lost, noerr, cpu, us, lat, other, _user, p99 = line.rstrip("\n").split("\t")
     if mode == "sys":
         continue  # strace slows the server: its CPU figures mean nothing
-    rows[(mode, srv)].append((float(qps), float(us), float(lat), int(done), int(noerr)))
+    rows[(mode, srv)].append((float(qps), float(us), float(lat), int(done), int(noerr), float(p99)))
     if float(other) > 10:
         noisy.append(f"{mode}/{rnd}/{srv} {other}%")
 modes = list(dict.fromkeys(m for m, _ in rows))
@@ -582,6 +586,7 @@ for m in modes:
             print(f"  WARNING: {m}/{srv}: some completed queries were not NOERROR")
     if m == "udpq":
         print(f"  udpq average latency (median over rounds): gslb {med(g, 2):.0f} us, gdnsd {med(d, 2):.0f} us")
+        print(f"  udpq p99 latency (median over rounds): gslb {med(g, 5):.0f} us, gdnsd {med(d, 5):.0f} us, ratio {med(g, 5) / med(d, 5):.2f}")
 if noisy:
     print("  NOTE: other processes took >10% of the server CPU in: " + ", ".join(noisy))
 EOF

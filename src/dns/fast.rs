@@ -204,7 +204,8 @@ pub fn respond(
     let (zone, node) = snap.zones.node_wire(&key[..name.len()])?;
     let server = &snap.plan.server;
     let ecs = q.opt.and_then(|o| o.ecs);
-    let client = Client::new(src.ip(), ecs.map(|e| (e.addr, e.prefix)));
+    let ecs_prefix = ecs.map(|e| (e.addr, e.prefix));
+    let client = Client::new(src.ip(), ecs_prefix);
     let cookie = match q.opt.and_then(|o| o.cookie) {
         Some(c) if server.cookies => Some(cookie::split(c)?),
         _ => None,
@@ -213,7 +214,7 @@ pub fn respond(
         Node::Service(s) => {
             let decided = snap.decide(*s, client);
             let pool = decided.pool(q.family);
-            if pool.candidates.is_empty() || snap.plan.services[*s].answers == 0 {
+            if pool.candidates.is_empty() {
                 return None; // NODATA: the general path adds the SOA
             }
             Source::Service {
@@ -245,8 +246,7 @@ pub fn respond(
             pool,
             scope,
         } => {
-            let keyed_by = (src.ip(), ecs.map(|e| (e.addr, e.prefix)));
-            let drawn = draw(&snap, service, pool, keyed_by, |c| {
+            let drawn = draw(&snap, service, pool, (src.ip(), ecs_prefix), |c| {
                 for r in &c.records {
                     answers += put_address(out, r);
                 }

@@ -24,7 +24,7 @@ pub use locality::{Capacity, Placement, RegionIndex};
 pub use pool::{Candidate, ChainStep, Decision, Pool};
 pub use table::{EndpointView, ServiceTable, Slot};
 
-use crate::plan::Service;
+use crate::plan::{EndpointId, Plan, Service};
 
 /// An address family of answers: A or AAAA records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,25 @@ impl Family {
             _ => None,
         }
     }
+}
+
+/// The addresses an answer from endpoint `e` of `svc` carries: every address of its
+/// gateway in family `fam`, in the order the config lists them. The tables keep no
+/// copy of them: both DNS paths read them from the plan when they write the answer.
+pub fn addresses<'p>(
+    plan: &'p Plan,
+    svc: &Service,
+    e: EndpointId,
+    fam: Family,
+) -> impl Iterator<Item = IpAddr> + 'p {
+    let gw = &plan.gateways[svc.endpoints[e].gateway];
+    let (v4, v6): (&[std::net::Ipv4Addr], &[std::net::Ipv6Addr]) = match fam {
+        Family::V4 => (&gw.v4, &[]),
+        Family::V6 => (&[], &gw.v6),
+    };
+    v4.iter()
+        .map(|&a| IpAddr::V4(a))
+        .chain(v6.iter().map(|&a| IpAddr::V6(a)))
 }
 
 /// The address that places a client: the ECS address when the query carries one (RFC

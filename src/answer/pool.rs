@@ -1,8 +1,6 @@
 //! Candidate pools and the weighted draw: the last step of an answer, once the table
 //! builder has decided which endpoints may answer and with what weight.
 
-use hickory_proto::rr::Record;
-
 use super::locality::Capacity;
 use crate::plan::{EndpointId, RegionId};
 use crate::rng::Rng;
@@ -22,12 +20,12 @@ pub enum Decision {
     NoAddresses,
 }
 
-/// One endpoint in a pool: its records (all its addresses of the family) and weight.
+/// One endpoint in a pool and its weight; its addresses are its gateway's
+/// (`answer::addresses`).
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub endpoint: EndpointId,
     pub weight: u64,
-    pub records: Vec<Record>,
     /// Its own hash (service and gateway names) for the consistent draw.
     pub key: u64,
 }
@@ -237,7 +235,6 @@ mod tests {
             .map(|(i, &w)| Candidate {
                 endpoint: EndpointId(i),
                 weight: w,
-                records: Vec::new(),
                 key: crate::answer::affinity::stable_hash(&[i as u8]),
             })
             .collect()

@@ -3,9 +3,6 @@
 //! loads), precomputed per client region and address family when a snapshot is built.
 //! `decide` then only looks a table up; nothing here runs per query.
 
-use hickory_proto::rr::rdata::{A, AAAA};
-use hickory_proto::rr::{RData, Record};
-
 use super::Family;
 use super::affinity::candidate_key;
 use super::locality::{self, Capacity};
@@ -159,23 +156,6 @@ struct TableCtx<'a> {
 }
 
 impl TableCtx<'_> {
-    fn records(&self, e: EndpointId, fam: Family) -> Vec<Record> {
-        let svc = self.svc;
-        let gw = &self.plan.gateways[svc.endpoints[e].gateway];
-        match fam {
-            Family::V4 => gw
-                .v4
-                .iter()
-                .map(|&ip| Record::from_rdata(svc.name.clone(), svc.ttl, RData::A(A(ip))))
-                .collect(),
-            Family::V6 => gw
-                .v6
-                .iter()
-                .map(|&ip| Record::from_rdata(svc.name.clone(), svc.ttl, RData::AAAA(AAAA(ip))))
-                .collect(),
-        }
-    }
-
     fn has_family(&self, e: EndpointId, fam: Family) -> bool {
         let gw = &self.plan.gateways[self.svc.endpoints[e].gateway];
         match fam {
@@ -213,7 +193,7 @@ impl TableCtx<'_> {
         // The chain as the decision weighed it, for explain.
         let chain =
             |all_healthy| region.map_or(Vec::new(), |r| self.chain(&present, r, all_healthy));
-        if let Some((c, groups)) = self.candidates(&present, fam, region, as_if_healthy) {
+        if let Some((c, groups)) = self.candidates(&present, region, as_if_healthy) {
             return Pool::grouped(decision, c, groups).with_chain(chain(as_if_healthy));
         }
         match self.svc.all_down {
@@ -224,14 +204,14 @@ impl TableCtx<'_> {
                 // As if every endpoint were healthy (drained ones stay out: a drain is
                 // the operator saying "not this one"). When every weight is zero, each
                 // gets the same share, as Route 53 does.
-                let pool = match self.candidates(&present, fam, region, true) {
+                let pool = match self.candidates(&present, region, true) {
                     Some((c, groups)) => Pool::grouped(Decision::FailOpen, c, groups),
                     None => Pool::new(
                         Decision::FailOpen,
                         present
                             .iter()
                             .filter(|&&e| !self.views[e].drained())
-                            .map(|&e| self.candidate(e, fam, 1))
+                            .map(|&e| self.candidate(e, 1))
                             .collect(),
                     ),
                 };
@@ -240,12 +220,11 @@ impl TableCtx<'_> {
         }
     }
 
-    fn candidate(&self, e: EndpointId, fam: Family, weight: u64) -> Candidate {
+    fn candidate(&self, e: EndpointId, weight: u64) -> Candidate {
         let gateway = &self.plan.gateways[self.svc.endpoints[e].gateway].name;
         Candidate {
             endpoint: e,
             weight,
-            records: self.records(e, fam),
             key: candidate_key(&self.service_name, gateway),
         }
     }
@@ -291,7 +270,6 @@ impl TableCtx<'_> {
     fn candidates(
         &self,
         present: &[EndpointId],
-        fam: Family,
         region: Option<RegionId>,
         all_healthy: bool,
     ) -> Option<(Vec<Candidate>, Vec<usize>)> {
@@ -300,7 +278,7 @@ impl TableCtx<'_> {
             let c: Vec<Candidate> = present
                 .iter()
                 .filter(|&&e| self.ready(e, all_healthy))
-                .map(|&e| self.candidate(e, fam, self.weight(e)))
+                .map(|&e| self.candidate(e, self.weight(e)))
                 .collect();
             let len = c.len();
             return (len > 0).then_some((c, vec![len]));
@@ -311,7 +289,7 @@ impl TableCtx<'_> {
             // those regions, or only unlabelled ones): locality cannot apply, so the
             // client is served like one in no region. Otherwise it would fall through
             // to fail-open and get every endpoint, unhealthy ones included.
-            return self.candidates(present, fam, None, all_healthy);
+            return self.candidates(present, None, all_healthy);
         }
         // One group per region that takes load: spillover moves whole answers, so an
         // answer of several endpoints is drawn within one region (`Pool::draw`).
@@ -326,7 +304,7 @@ impl TableCtx<'_> {
                 if self.in_region(e, step.region) && self.ready(e, all_healthy) {
                     let share = step.load * self.weight(e) as f64 / healthy as f64;
                     let w = (share * WEIGHT_SCALE).round().max(1.0) as u64;
-                    out.push(self.candidate(e, fam, w));
+                    out.push(self.candidate(e, w));
                 }
             }
             if groups.last() != Some(&out.len()) && !out.is_empty() {

@@ -18,14 +18,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use hickory_server::net::xfer::Protocol;
 
 use super::handler::Handler;
 use super::service::draw;
 use super::wire::QUESTION_POINTER;
 use super::{cookie, rrl};
-use crate::answer::{Client, Family};
+use crate::answer::{Client, Family, addresses};
 use crate::plan::Net;
 use crate::snapshot::{Node, WIRE_NAME_MAX};
 
@@ -246,9 +246,11 @@ pub fn respond(
             pool,
             scope,
         } => {
+            let svc = &snap.plan.services[service];
             let drawn = draw(&snap, service, pool, (src.ip(), ecs_prefix), |c| {
-                for r in &c.records {
-                    answers += put_address(out, r);
+                for ip in addresses(&snap.plan, svc, c.endpoint, q.family) {
+                    put_ip(out, DNSClass::IN, svc.ttl, ip);
+                    answers += 1;
                 }
             });
             ecs_scope = scope.max(drawn);
@@ -352,23 +354,32 @@ pub fn respond(
 /// records written: 1, or 0 for a record that is no address (a family's pool and a
 /// static name's A or AAAA set hold addresses only).
 fn put_address(out: &mut Vec<u8>, r: &Record) -> u16 {
+    let ip = match &r.data {
+        RData::A(a) => IpAddr::V4(a.0),
+        RData::AAAA(a) => IpAddr::V6(a.0),
+        _ => return 0,
+    };
+    put_ip(out, r.dns_class, r.ttl, ip);
+    1
+}
+
+/// An A or AAAA record for `ip` whose owner is the question's name.
+fn put_ip(out: &mut Vec<u8>, class: DNSClass, ttl: u32, ip: IpAddr) {
     let mut rdata = [0u8; 16];
-    let (rtype, len): (u16, usize) = match &r.data {
-        RData::A(a) => {
-            rdata[..4].copy_from_slice(&a.0.octets());
+    let (rtype, len): (u16, usize) = match ip {
+        IpAddr::V4(a) => {
+            rdata[..4].copy_from_slice(&a.octets());
             (1, 4)
         }
-        RData::AAAA(a) => {
-            rdata = a.0.octets();
+        IpAddr::V6(a) => {
+            rdata = a.octets();
             (28, 16)
         }
-        _ => return 0,
     };
     out.extend_from_slice(&QUESTION_POINTER.to_be_bytes());
     out.extend_from_slice(&rtype.to_be_bytes());
-    out.extend_from_slice(&u16::from(r.dns_class).to_be_bytes());
-    out.extend_from_slice(&r.ttl.to_be_bytes());
+    out.extend_from_slice(&u16::from(class).to_be_bytes());
+    out.extend_from_slice(&ttl.to_be_bytes());
     out.extend_from_slice(&(len as u16).to_be_bytes());
     out.extend_from_slice(&rdata[..len]);
-    1
 }

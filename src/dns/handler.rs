@@ -13,13 +13,13 @@ use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 
-use crate::answer::{Client, Decision, Family};
+use crate::answer::{self, Client, Decision, Family};
 use crate::metrics::{Dropped, Transport};
 use crate::plan::{Net, ServiceId, ZoneId};
 use crate::snapshot::{Node, Shared, Snapshot};
 
 use super::service::{KeyedBy, draw};
-use super::wire::{Sections, ecs_address_octets, encode, response_edns};
+use super::wire::{Rr, Sections, ecs_address_octets, encode, response_edns};
 use super::{cookie, rrl};
 
 /// What happened to one request, for metrics and logs.
@@ -151,7 +151,7 @@ impl Handler {
                 };
                 md.authoritative = true;
                 if matches!(q.query_type(), RecordType::TXT | RecordType::ANY) {
-                    ans.answers.push(r);
+                    ans.answers.push(Rr::Stored(r));
                 }
                 break 'decide ResponseCode::NoError;
             }
@@ -282,7 +282,7 @@ struct Answer<'a> {
     client: Client,
     /// The resolver and the ECS prefix, for services with consistent selection.
     keyed_by: KeyedBy,
-    answers: Vec<&'a Record>,
+    answers: Vec<Rr<'a>>,
     authorities: Vec<&'a Record>,
     additionals: Vec<&'a Record>,
     outcome: Outcome,
@@ -346,8 +346,15 @@ impl<'a> Answer<'a> {
         self.outcome.decision = Some(pool.decision);
         let before = self.answers.len();
         let answers = &mut self.answers;
+        let svc = &snap.plan.services[s];
         let scope = draw(snap, s, pool, self.keyed_by, |c| {
-            answers.extend(c.records.iter())
+            answers.extend(
+                answer::addresses(&snap.plan, svc, c.endpoint, family).map(|ip| Rr::Address {
+                    owner: &svc.name,
+                    ttl: svc.ttl,
+                    ip,
+                }),
+            )
         });
         self.outcome.ecs_scope = self.outcome.ecs_scope.max(scope);
         self.answers.len() > before
@@ -364,13 +371,13 @@ impl<'a> Answer<'a> {
         if qtype == RecordType::ANY {
             // RFC 8482: a minimal answer is fine; give one RRset rather than everything.
             if let Some((_, v)) = by_type.first() {
-                self.answers.extend(v.iter());
+                self.answers.extend(v.iter().map(Rr::Stored));
                 return true;
             }
             return false;
         }
         if let Some(v) = of_type(qtype) {
-            self.answers.extend(v.iter());
+            self.answers.extend(v.iter().map(Rr::Stored));
             if qtype == RecordType::NS {
                 self.additionals.extend(snap.plan.zones[zone].glue.iter());
             }
@@ -395,7 +402,7 @@ impl<'a> Answer<'a> {
         let snap = self.snap;
         let mut cname = first;
         for _ in 0..MAX_CHAIN {
-            self.answers.push(cname);
+            self.answers.push(Rr::Stored(cname));
             let RData::CNAME(target) = &cname.data else {
                 return;
             };
@@ -413,10 +420,14 @@ impl<'a> Answer<'a> {
                     let of_type =
                         |t: RecordType| by_type.iter().find(|(rt, _)| *rt == t).map(|(_, v)| v);
                     if let Some(v) = of_type(qtype) {
-                        self.answers.extend(v.iter());
+                        self.answers.extend(v.iter().map(Rr::Stored));
                         true
                     } else if let Some(next) = of_type(RecordType::CNAME).and_then(|v| v.first()) {
-                        if self.answers.iter().any(|r| std::ptr::eq(*r, next)) {
+                        if self
+                            .answers
+                            .iter()
+                            .any(|r| matches!(r, Rr::Stored(r) if std::ptr::eq(*r, next)))
+                        {
                             return;
                         }
                         cname = next;

@@ -1,17 +1,33 @@
 //! The wire side of a reply: our OPT record, the encoding of the sections with
 //! truncation to the client's payload size, and the bare headers of error replies.
 
+use std::net::IpAddr;
+
 use hickory_proto::ProtoError;
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
-use hickory_proto::rr::{Name, Record, RecordData};
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordData};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::server::Request;
+
+/// One record of an answer section: a record of the zone data, or an address of a
+/// service's endpoint, which the snapshot holds as an address only (its record is
+/// written straight into the reply).
+#[derive(Clone, Copy)]
+pub(super) enum Rr<'a> {
+    Stored(&'a Record),
+    Address {
+        owner: &'a Name,
+        ttl: u32,
+        ip: IpAddr,
+    },
+}
 
 /// The records of a reply, by section.
 #[derive(Clone, Copy)]
 pub(super) struct Sections<'a> {
-    pub answers: &'a [&'a Record],
+    pub answers: &'a [Rr<'a>],
     pub authorities: &'a [&'a Record],
     pub additionals: &'a [&'a Record],
 }
@@ -145,17 +161,31 @@ fn emit(
     if qcount == 1 && question.len() > 4 {
         register_name(&mut enc, 12, question);
     }
-    let (a, n, d): (&[&Record], &[&Record], &[&Record]) = if with_records {
+    let (a, n, d): (&[Rr<'_>], &[&Record], &[&Record]) = if with_records {
         (sections.answers, sections.authorities, sections.additionals)
     } else {
         (&[], &[], &[])
     };
     let qname = (qcount == 1 && question.len() > 4).then(|| &question[..question.len() - 4]);
-    for r in a.iter().chain(n).chain(d) {
-        match qname {
-            Some(q) if names_equal(&r.name, q) => emit_at_question(&mut enc, r)?,
-            _ => r.emit(&mut enc)?,
+    let at_question = |name: &Name| qname.is_some_and(|q| names_equal(name, q));
+    for rr in a {
+        match *rr {
+            Rr::Stored(r) => emit_record(&mut enc, r, at_question(&r.name))?,
+            Rr::Address { owner, ttl, ip } => {
+                let data = match ip {
+                    IpAddr::V4(a) => RData::A(A(a)),
+                    IpAddr::V6(a) => RData::AAAA(AAAA(a)),
+                };
+                if at_question(owner) {
+                    emit_rdata_at_question(&mut enc, DNSClass::IN, ttl, &data)?;
+                } else {
+                    Record::from_rdata(owner.clone(), ttl, data).emit(&mut enc)?;
+                }
+            }
         }
+    }
+    for r in n.iter().chain(d) {
+        emit_record(&mut enc, r, at_question(&r.name))?;
     }
     let mut additionals = d.len();
     if let Some(e) = edns {
@@ -193,19 +223,33 @@ fn names_equal(name: &Name, wire: &[u8]) -> bool {
     wire.get(at..) == Some(&[0][..])
 }
 
-/// Writes `r`, whose owner is the question name, with its owner as a pointer to the
-/// question (offset 12), whatever the letter case of the query: the record as
-/// `Record::emit` writes it otherwise. (hickory's encoder matches earlier names
+/// Writes `r`; when its owner is the question name (`at_question`), with its owner as
+/// a pointer to the question (offset 12), whatever the letter case of the query, and
+/// as `Record::emit` writes it otherwise. (hickory's encoder matches earlier names
 /// byte for byte, so a 0x20-cased question would make it write the name out again.)
 /// The fast path writes its answers the same way, which the differential test checks.
-fn emit_at_question(enc: &mut BinEncoder<'_>, r: &Record) -> Result<(), ProtoError> {
+fn emit_record(enc: &mut BinEncoder<'_>, r: &Record, at_question: bool) -> Result<(), ProtoError> {
+    if at_question {
+        emit_rdata_at_question(enc, r.dns_class, r.ttl, &r.data)
+    } else {
+        r.emit(enc)
+    }
+}
+
+/// A record whose owner is the question's name: the owner as a pointer to it.
+fn emit_rdata_at_question(
+    enc: &mut BinEncoder<'_>,
+    class: DNSClass,
+    ttl: u32,
+    data: &RData,
+) -> Result<(), ProtoError> {
     enc.emit_u16(QUESTION_POINTER)?;
-    r.record_type().emit(enc)?;
-    r.dns_class.emit(enc)?;
-    enc.emit_u32(r.ttl)?;
+    data.record_type().emit(enc)?;
+    class.emit(enc)?;
+    enc.emit_u32(ttl)?;
     let place = enc.place::<u16>()?;
-    if !r.data.is_update() {
-        r.data.emit(enc)?;
+    if !data.is_update() {
+        data.emit(enc)?;
     }
     let len = enc.len_since_place(&place);
     place.replace(enc, len as u16)?;

@@ -227,7 +227,7 @@ impl Snapshot {
                         }),
                 }));
                 if let Some(table) = prev.map(|p| &p.services[si.index()])
-                    && table.endpoints == views
+                    && *table.endpoints == *views
                 {
                     return table.clone();
                 }

@@ -41,20 +41,22 @@ pub struct ChainStep {
     pub load: f64,
 }
 
-/// Candidates of one (service, family), with cumulative weights for the draw.
+/// Candidates of one (service, family), with cumulative weights for the draw. Every
+/// service holds a few of these per snapshot, so each part is an exact-size slice and
+/// the usual single group takes no allocation.
 #[derive(Debug, Clone)]
 pub struct Pool {
     pub decision: Decision,
-    pub candidates: Vec<Candidate>,
+    pub candidates: Box<[Candidate]>,
     /// The client region's chain behind the candidates (empty for a client in no
     /// region, or a service without locality).
-    pub chain: Vec<ChainStep>,
+    pub chain: Box<[ChainStep]>,
     /// `cumulative[i]` = sum of weights of candidates `0..=i`.
-    cumulative: Vec<u64>,
-    /// End (exclusive) of each group of candidates, in order; the last is
-    /// `candidates.len()`. A group is one region of a spillover chain: an answer of
-    /// several endpoints holds endpoints of one group only.
-    group_ends: Vec<usize>,
+    cumulative: Box<[u64]>,
+    /// End (exclusive) of each group of candidates, in order, when there are several
+    /// (empty: one group of every candidate). A group is one region of a spillover
+    /// chain: an answer of several endpoints holds endpoints of one group only.
+    group_ends: Box<[usize]>,
 }
 
 impl Pool {
@@ -77,18 +79,37 @@ impl Pool {
                 sum
             })
             .collect();
+        let group_ends = if group_ends.len() > 1 {
+            group_ends.into_boxed_slice()
+        } else {
+            Box::default()
+        };
         Pool {
             decision,
-            candidates,
-            chain: Vec::new(),
+            candidates: candidates.into_boxed_slice(),
+            chain: Box::default(),
             cumulative,
             group_ends,
         }
     }
 
     pub fn with_chain(mut self, chain: Vec<ChainStep>) -> Self {
-        self.chain = chain;
+        self.chain = chain.into_boxed_slice();
         self
+    }
+
+    /// The (start, exclusive end) of the group that holds candidate `i`.
+    fn group_of(&self, i: usize) -> (usize, usize) {
+        if self.group_ends.is_empty() {
+            return (0, self.candidates.len());
+        }
+        let group = self.group_ends.partition_point(|&end| end <= i);
+        let start = if group == 0 {
+            0
+        } else {
+            self.group_ends[group - 1]
+        };
+        (start, self.group_ends[group])
     }
 
     /// Candidate `i`'s share of answers (of first picks, when `answers > 1`).
@@ -129,13 +150,7 @@ impl Pool {
         if n == 1 {
             return;
         }
-        let group = self.group_ends.partition_point(|&end| end <= first);
-        let start = if group == 0 {
-            0
-        } else {
-            self.group_ends[group - 1]
-        };
-        let end = self.group_ends[group];
+        let (start, end) = self.group_of(first);
         let members = &self.candidates[start..end];
         // Remaining weights of the group; a small stack buffer covers realistic pools.
         let mut stack = [0u64; 32];
@@ -198,10 +213,8 @@ impl Pool {
             return;
         };
         f(first);
-        let group = self
-            .groups()
-            .find(|g| g.contains(&first))
-            .expect("every candidate is in a group");
+        let (start, end) = self.group_of(first);
+        let group = start..end;
         // The rest of the answer: the group's next lowest scores, in order.
         scores[first] = f64::INFINITY;
         for _ in 1..n {
@@ -215,11 +228,14 @@ impl Pool {
 
     /// The groups as candidate index ranges, in order.
     pub fn groups(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        let len = self.candidates.len();
+        let single = (self.group_ends.is_empty() && len > 0).then_some(0..len);
         let starts = std::iter::once(0).chain(self.group_ends.iter().copied());
-        starts
+        let several = starts
             .zip(self.group_ends.iter().copied())
             .filter(|(a, b)| a < b)
-            .map(|(a, b)| a..b)
+            .map(|(a, b)| a..b);
+        single.into_iter().chain(several)
     }
 }
 

@@ -15,9 +15,9 @@ use crate::plan::{AllDown, EndpointId, Plan, RegionId, Service, ServiceId};
 pub struct ServiceTable {
     /// One slot per client region (`Plan::regions` order) and a last one for clients in
     /// no region; a single slot when the service does not use locality.
-    pub slots: Vec<Slot>,
+    pub slots: Box<[Slot]>,
     /// Per endpoint: how the snapshot saw it.
-    pub endpoints: Vec<EndpointView>,
+    pub endpoints: Box<[EndpointView]>,
     /// Healthy weight is below the panic threshold: answering as if all were healthy.
     pub panic: bool,
 }
@@ -123,7 +123,7 @@ impl ServiceTable {
             views: &endpoints,
             panic,
         };
-        let slots = if svc.locality {
+        let slots: Box<[Slot]> = if svc.locality {
             RegionId::all(plan.regions.len())
                 .map(Some)
                 .chain(std::iter::once(None))
@@ -133,14 +133,14 @@ impl ServiceTable {
                 })
                 .collect()
         } else {
-            vec![Slot {
+            Box::new([Slot {
                 v4: ctx.pool(Family::V4, None),
                 v6: ctx.pool(Family::V6, None),
-            }]
+            }])
         };
         ServiceTable {
             slots,
-            endpoints,
+            endpoints: endpoints.into_boxed_slice(),
             panic,
         }
     }

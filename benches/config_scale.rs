@@ -204,7 +204,9 @@ fn per_query(n: usize, text: &str) -> f64 {
     runs[2]
 }
 
-fn rss_of_binary(text: &str) -> Option<u64> {
+/// The binary's VmRSS and its anonymous part (RssAnon: heap, stacks), in KiB; the rest
+/// is file-backed pages of the executable and libc, the same whatever the config.
+fn rss_of_binary(text: &str) -> Option<(u64, u64)> {
     let bin = std::env::var("GSLB_BIN")
         .unwrap_or_else(|_| format!("{}/target/release/gslb", env!("CARGO_MANIFEST_DIR")));
     let dir = tempfile::tempdir().ok()?;
@@ -224,10 +226,14 @@ fn rss_of_binary(text: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).ok();
     let _ = child.kill();
     let _ = child.wait();
-    status?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+    let status = status?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+    };
+    Some((field("VmRSS:")?, field("RssAnon:")?))
 }
 
 fn main() {
@@ -248,15 +254,19 @@ fn main() {
     }
     let one = per_query(1, &config(1));
     println!(
-        "| services | gateways | full build | flip: median | flip: worst | services rebuilt per flip (max) | RSS idle | respond | vs 1 service |"
+        "| services | gateways | full build | flip: median | flip: worst | services rebuilt per flip (max) | RSS idle | of it anonymous | respond | vs 1 service |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    println!("| 1 | {GATEWAYS} | | | | | | {one:.0} ns | 1.00 |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| 1 | {GATEWAYS} | | | | | | | {one:.0} ns | 1.00 |");
     for n in ns {
         let text = config(n);
         let (full, med, worst, rebuilt) = in_process(n, &text);
-        let rss = rss_of_binary(&text).map_or("n/a".to_string(), |kb| {
-            format!("{:.1} MiB", kb as f64 / 1024.0)
+        let rss = rss_of_binary(&text).map_or("n/a | n/a".to_string(), |(all, anon)| {
+            format!(
+                "{:.1} MiB | {:.1} MiB",
+                all as f64 / 1024.0,
+                anon as f64 / 1024.0
+            )
         });
         let q = per_query(n, &text);
         println!(

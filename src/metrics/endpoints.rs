@@ -116,7 +116,7 @@ impl ServiceSeries {
 }
 
 /// Label pairs sorted by name, as the registry's own series have them.
-fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
+pub(super) fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
     let mut pairs = pairs.to_vec();
     pairs.sort_by_key(|(n, _)| *n);
     pairs
@@ -130,7 +130,7 @@ fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
         .collect()
 }
 
-fn counter(v: u64, l: Vec<LabelPair>) -> Metric {
+pub(super) fn counter(v: u64, l: Vec<LabelPair>) -> Metric {
     let mut c = Counter::default();
     c.set_value(v as f64);
     let mut m = Metric::from_label(l);
@@ -138,7 +138,12 @@ fn counter(v: u64, l: Vec<LabelPair>) -> Metric {
     m
 }
 
-fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
+pub(super) fn family(
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    metrics: Vec<Metric>,
+) -> MetricFamily {
     let mut f = MetricFamily::default();
     f.set_name(name.to_string());
     f.set_help(help.to_string());

@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex};
 
 use endpoints::{ServiceCollector, ServiceSeries};
+use requests::{RequestCollector, Requests};
 
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -21,6 +22,7 @@ mod cluster;
 mod endpoints;
 mod probe;
 mod query;
+mod requests;
 mod rrl;
 mod tcp;
 
@@ -34,7 +36,7 @@ pub use tcp::{TcpClose, TcpMetrics};
 /// The metric families, registered once per process.
 pub struct Metrics {
     pub registry: Registry,
-    dns_requests: IntCounterVec,
+    requests: Arc<Requests>,
     dns_duration: HistogramVec,
     /// The service and endpoint series of the current plan (see `endpoints`).
     services: Arc<Mutex<Arc<ServiceSeries>>>,
@@ -66,13 +68,6 @@ impl Metrics {
         let registry = Registry::new();
         let reg = |c: Box<dyn prometheus::core::Collector>| must(registry.register(c));
 
-        let dns_requests = must(IntCounterVec::new(
-            Opts::new(
-                "gslb_dns_requests_total",
-                "DNS requests answered, by zone, transport, query type and response code.",
-            ),
-            &["zone", "proto", "qtype", "rcode"],
-        ));
         let dns_duration = must(HistogramVec::new(
             HistogramOpts::new(
                 "gslb_dns_request_duration_seconds",
@@ -163,7 +158,11 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
-        reg(Box::new(dns_requests.clone()));
+        let requests = Arc::new(Requests::default());
+        reg(Box::new(RequestCollector::new(
+            requests.clone(),
+            query::layout(),
+        )));
         reg(Box::new(dns_duration.clone()));
         let services = Arc::new(Mutex::new(Arc::new(ServiceSeries::default())));
         reg(Box::new(ServiceCollector::new(services.clone())));
@@ -186,7 +185,7 @@ impl Metrics {
 
         Arc::new(Metrics {
             registry,
-            dns_requests,
+            requests,
             dns_duration,
             services,
             transitions,

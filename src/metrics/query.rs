@@ -8,9 +8,11 @@ use hickory_proto::rr::RecordType;
 use prometheus::{Histogram, IntCounter};
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::Metrics;
 use super::endpoints::ServiceSeries;
+use super::requests::{Layout, ZoneCounts};
 use crate::plan::{EndpointId, Plan, ServiceId, ZoneId};
 
 /// Query types we count by name; everything else is `OTHER`.
@@ -80,21 +82,21 @@ fn rcode_name(i: usize) -> &'static str {
     RCODES.get(i).map_or("OTHER", |(_, n)| n)
 }
 
+/// How a zone's request counts are indexed, for their export.
+pub(super) fn layout() -> Layout {
+    Layout {
+        protos: &PROTOS,
+        qtypes: qtype_name,
+        n_qtypes: N_QTYPES,
+        rcodes: rcode_name,
+        n_rcodes: N_RCODES,
+    }
+}
+
 impl Metrics {
     /// Removes every request series of the zone whose origin is `zone`.
     pub(super) fn forget_zone(&self, zone: &str) {
-        for proto in PROTOS {
-            for q in 0..N_QTYPES {
-                for r in 0..N_RCODES {
-                    let _ = self.dns_requests.remove_label_values(&[
-                        zone,
-                        proto,
-                        qtype_name(q),
-                        rcode_name(r),
-                    ]);
-                }
-            }
-        }
+        self.requests.forget(zone);
     }
 
     /// Resolves the children the query path needs for `plan`.
@@ -102,21 +104,11 @@ impl Metrics {
         let zones: Vec<String> = std::iter::once(String::new())
             .chain(plan.zones.iter().map(|z| z.origin.to_string()))
             .collect();
-        let mut dns = Vec::with_capacity(zones.len() * PROTOS.len() * N_QTYPES * N_RCODES);
-        for zone in &zones {
-            for proto in PROTOS {
-                for q in 0..N_QTYPES {
-                    for r in 0..N_RCODES {
-                        dns.push(self.dns_requests.with_label_values(&[
-                            zone.as_str(),
-                            proto,
-                            qtype_name(q),
-                            rcode_name(r),
-                        ]));
-                    }
-                }
-            }
-        }
+        let layout = layout();
+        let dns = zones
+            .iter()
+            .map(|zone| self.requests.zone(zone, &layout))
+            .collect();
         let duration = PROTOS.map(|p| self.dns_duration.with_label_values(&[p]));
         let series = {
             let mut current = self.services.lock().unwrap_or_else(|p| p.into_inner());
@@ -137,9 +129,9 @@ impl Metrics {
 /// Pre-resolved children for one plan.
 #[derive(Debug)]
 pub struct PlanMetrics {
-    /// Indexed by `((zone + 1) * PROTOS + proto) * N_QTYPES + qtype) * N_RCODES + rcode`;
-    /// zone slot 0 is "no zone" (REFUSED, FORMERR before a name was read).
-    dns: Vec<IntCounter>,
+    /// Per zone + 1 (slot 0 is "no zone": REFUSED, FORMERR before a name was read),
+    /// indexed `(proto * N_QTYPES + qtype) * N_RCODES + rcode`.
+    dns: Vec<Arc<ZoneCounts>>,
     /// In `Dropped` order.
     dropped: [IntCounter; 2],
     duration: [Histogram; 2],
@@ -161,10 +153,9 @@ impl PlanMetrics {
     ) {
         let z = zone.map_or(0, |z| z.index() + 1);
         let proto = transport as usize;
-        let i = ((z * PROTOS.len() + proto) * N_QTYPES + qtype_index(qtype)) * N_RCODES
-            + rcode_index(rcode);
-        if let Some(c) = self.dns.get(i) {
-            c.inc();
+        let i = (proto * N_QTYPES + qtype_index(qtype)) * N_RCODES + rcode_index(rcode);
+        if let Some(c) = self.dns.get(z).and_then(|counts| counts.get(i)) {
+            c.fetch_add(1, Ordering::Relaxed);
         }
         self.duration[proto].observe(seconds);
     }

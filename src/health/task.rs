@@ -71,7 +71,10 @@ pub(super) async fn run_target(ctx: TaskCtx, prober: Prober) {
             ctx.recorder.late();
             warn_late(&ctx, lag);
         }
-        let result = tokio::time::timeout(timing.timeout, prober.probe())
+        // Boxed: the probe's state (an HTTP or TLS exchange) then takes memory only
+        // while it is in flight, not for the life of every target's task (2.8 KB per
+        // target otherwise, 2.8 MB idle with 1,000 targets).
+        let result = tokio::time::timeout(timing.timeout, Box::pin(prober.probe()))
             .await
             .ok();
         let took = started.elapsed();

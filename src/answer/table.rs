@@ -13,9 +13,11 @@ use crate::plan::{AllDown, EndpointId, Plan, RegionId, Service, ServiceId};
 /// Per-service answer tables for the current health state.
 #[derive(Debug)]
 pub struct ServiceTable {
-    /// One slot per client region (`Plan::regions` order) and a last one for clients in
-    /// no region; a single slot when the service does not use locality.
-    pub slots: Box<[Slot]>,
+    /// The slot for clients in no region, and for every client when the service does
+    /// not use locality (held inline: most services have no other).
+    unplaced: Slot,
+    /// With locality, one slot per client region (`Plan::regions` order); else empty.
+    regional: Box<[Slot]>,
     /// Per endpoint: how the snapshot saw it.
     pub endpoints: Box<[EndpointView]>,
     /// Healthy weight is below the panic threshold: answering as if all were healthy.
@@ -25,7 +27,8 @@ pub struct ServiceTable {
 impl ServiceTable {
     /// Whether endpoint `e` is a candidate for some kind of client.
     pub fn may_answer(&self, e: EndpointId) -> bool {
-        self.slots.iter().any(|slot| {
+        let mut slots = self.regional.iter().chain(std::iter::once(&self.unplaced));
+        slots.any(|slot| {
             slot.v4
                 .candidates
                 .iter()
@@ -36,8 +39,10 @@ impl ServiceTable {
 
     /// The slot for a client placed in `region` (`None`: in no region).
     pub fn slot(&self, region: Option<RegionId>) -> &Slot {
-        let last = self.slots.len() - 1;
-        &self.slots[region.map_or(last, |r| r.index().min(last))]
+        match region.and_then(|r| self.regional.get(r.index())) {
+            Some(slot) => slot,
+            None => &self.unplaced,
+        }
     }
 }
 
@@ -123,23 +128,20 @@ impl ServiceTable {
             views: &endpoints,
             panic,
         };
-        let slots: Box<[Slot]> = if svc.locality {
+        let slot = |r: Option<RegionId>| Slot {
+            v4: ctx.pool(Family::V4, r),
+            v6: ctx.pool(Family::V6, r),
+        };
+        let regional: Box<[Slot]> = if svc.locality {
             RegionId::all(plan.regions.len())
-                .map(Some)
-                .chain(std::iter::once(None))
-                .map(|r| Slot {
-                    v4: ctx.pool(Family::V4, r),
-                    v6: ctx.pool(Family::V6, r),
-                })
+                .map(|r| slot(Some(r)))
                 .collect()
         } else {
-            Box::new([Slot {
-                v4: ctx.pool(Family::V4, None),
-                v6: ctx.pool(Family::V6, None),
-            }])
+            Box::default()
         };
         ServiceTable {
-            slots,
+            unplaced: slot(None),
+            regional,
             endpoints: endpoints.into_boxed_slice(),
             panic,
         }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use endpoints::{ServiceCollector, ServiceSeries};
 use requests::{RequestCollector, Requests};
+use targets::{TargetCollector, TargetSeries};
 
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -24,6 +25,7 @@ mod probe;
 mod query;
 mod requests;
 mod rrl;
+mod targets;
 mod tcp;
 
 pub use probe::{ProbeOutcome, ProbeRecorder};
@@ -40,10 +42,10 @@ pub struct Metrics {
     dns_duration: HistogramVec,
     /// The service and endpoint series of the current plan (see `endpoints`).
     services: Arc<Mutex<Arc<ServiceSeries>>>,
-    pub transitions: IntCounterVec,
     dns_dropped: IntCounterVec,
     pub probe_duration: HistogramVec,
-    pub probe_results: IntCounterVec,
+    /// `gslb_probe_results_total` and `gslb_target_transitions_total` (see `targets`).
+    pub target_counts: Arc<TargetSeries>,
     pub reloads: IntCounterVec,
     pub last_reload_success: Gauge,
     pub snapshots: IntCounter,
@@ -78,26 +80,12 @@ impl Metrics {
             ]),
             &["proto"],
         ));
-        let transitions = must(IntCounterVec::new(
-            Opts::new(
-                "gslb_target_transitions_total",
-                "Health state flips of probe targets, by check, target and new state.",
-            ),
-            &["check", "target", "to"],
-        ));
         let probe_duration = must(HistogramVec::new(
             HistogramOpts::new("gslb_probe_duration_seconds", "Duration of health probes.")
                 .buckets(vec![
                     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 ]),
             &["check"],
-        ));
-        let probe_results = must(IntCounterVec::new(
-            Opts::new(
-                "gslb_probe_results_total",
-                "Health probe results, by check, target and outcome.",
-            ),
-            &["check", "target", "outcome"],
         ));
         let reloads = must(IntCounterVec::new(
             Opts::new(
@@ -166,11 +154,11 @@ impl Metrics {
         reg(Box::new(dns_duration.clone()));
         let services = Arc::new(Mutex::new(Arc::new(ServiceSeries::default())));
         reg(Box::new(ServiceCollector::new(services.clone())));
-        reg(Box::new(transitions.clone()));
+        let target_counts = Arc::new(TargetSeries::default());
+        reg(Box::new(TargetCollector::new(target_counts.clone())));
         reg(Box::new(dns_dropped.clone()));
         reg(Box::new(targets_unprobed.clone()));
         reg(Box::new(probe_duration.clone()));
-        reg(Box::new(probe_results.clone()));
         reg(Box::new(reloads.clone()));
         reg(Box::new(last_reload_success.clone()));
         reg(Box::new(snapshots.clone()));
@@ -188,11 +176,10 @@ impl Metrics {
             requests,
             dns_duration,
             services,
-            transitions,
             dns_dropped,
             targets_unprobed,
             probe_duration,
-            probe_results,
+            target_counts,
             reloads,
             last_reload_success,
             snapshots,
@@ -231,18 +218,7 @@ impl Metrics {
                 .collect()
         };
         for (check, target) in probed(old).difference(&probed(new)) {
-            for o in ProbeOutcome::ALL {
-                let _ = self.probe_results.remove_label_values(&[
-                    check.as_str(),
-                    target.as_str(),
-                    o.label(),
-                ]);
-            }
-            for to in ["up", "down"] {
-                let _ =
-                    self.transitions
-                        .remove_label_values(&[check.as_str(), target.as_str(), to]);
-            }
+            self.target_counts.forget(check, target);
         }
         let names =
             |v: Vec<String>| -> std::collections::HashSet<String> { v.into_iter().collect() };

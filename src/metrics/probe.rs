@@ -1,9 +1,13 @@
 //! Probe recorders: the series of one check's probes, resolved once per target, and
 //! the outcome label they are counted under.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use prometheus::{Histogram, IntCounter};
 
 use super::Metrics;
+use super::targets::TargetCounts;
 
 /// The `outcome` label of `gslb_probe_results_total`. A probe's result maps to one of
 /// these (`health` decides which); the label values are part of the metric's contract.
@@ -40,18 +44,16 @@ impl ProbeOutcome {
 /// The probe series of one check, resolved once when a target's task starts so that a
 /// probe never looks a label up.
 pub struct ProbeRecorder {
-    /// In `ProbeOutcome::ALL` order.
-    results: [IntCounter; 4],
+    /// Results and flips of this (check, target).
+    counts: Arc<TargetCounts>,
     duration: Histogram,
-    to_up: IntCounter,
-    to_down: IntCounter,
     lag: Histogram,
     late: IntCounter,
 }
 
 impl ProbeRecorder {
     pub fn result(&self, outcome: ProbeOutcome) {
-        self.results[outcome as usize].inc();
+        self.counts.results[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn duration(&self, took: std::time::Duration) {
@@ -60,11 +62,12 @@ impl ProbeRecorder {
 
     /// A verdict flip; `up` is the new state.
     pub fn flipped(&self, up: bool) {
-        if up {
-            self.to_up.inc()
+        let n = if up {
+            &self.counts.to_up
         } else {
-            self.to_down.inc()
-        }
+            &self.counts.to_down
+        };
+        n.fetch_add(1, Ordering::Relaxed);
     }
 
     /// How late a probe started against its schedule.
@@ -83,13 +86,8 @@ impl Metrics {
     /// `cert_target_label`).
     pub fn probe_recorder(&self, check: &str, target: &str) -> ProbeRecorder {
         ProbeRecorder {
-            results: ProbeOutcome::ALL.map(|o| {
-                self.probe_results
-                    .with_label_values(&[check, target, o.label()])
-            }),
+            counts: self.target_counts.get(check, target),
             duration: self.probe_duration.with_label_values(&[check]),
-            to_up: self.transitions.with_label_values(&[check, target, "up"]),
-            to_down: self.transitions.with_label_values(&[check, target, "down"]),
             lag: self.probe_lag.clone(),
             late: self.probes_late.clone(),
         }

@@ -95,3 +95,64 @@ fn a_reload_removes_the_series_of_dropped_zones() {
         m.render()
     );
 }
+
+/// The per-target probe counters: a recorder made again for the same check and target
+/// (a task restarted by a reload) counts on from where the last one was, every outcome
+/// and flip is exported from the start, and a reload that stops probing the target
+/// drops its series.
+#[test]
+fn probe_series_follow_the_probed_targets() {
+    let text = |check: &str| {
+        format!(
+            r#"
+[[zone]]
+origin = "gslb.test"
+ns = [{{ name = "ns1", addresses = ["192.0.2.53"] }}]
+[[check]]
+name = "{check}"
+kind = "tcp"
+port = 80
+[[gateway]]
+name = "a"
+addresses = ["192.0.2.1"]
+[[service]]
+name = "app.gslb.test"
+check = "{check}"
+endpoints = [{{ gateway = "a" }}]
+"#
+        )
+    };
+    let old = crate::config::parse(Path::new("t.toml"), &text("hc")).unwrap();
+    let new = crate::config::parse(Path::new("t.toml"), &text("other")).unwrap();
+    let m = Metrics::new();
+    let target = cert_target_label(old.targets[0].addr, None);
+    let first = m.probe_recorder("hc", &target);
+    first.result(ProbeOutcome::Success);
+    first.flipped(false);
+    let again = m.probe_recorder("hc", &target);
+    again.result(ProbeOutcome::Success);
+    // Labels sorted by name, as the exposition writes them.
+    let results = |outcome: &str| {
+        format!(
+            "gslb_probe_results_total{{check=\"hc\",outcome=\"{outcome}\",target=\"{target}\"}}"
+        )
+    };
+    let flips = |to: &str| {
+        format!("gslb_target_transitions_total{{check=\"hc\",target=\"{target}\",to=\"{to}\"}}")
+    };
+    let rendered = m.render();
+    for (line, value) in [
+        (results("success"), 2),
+        (results("timeout"), 0),
+        (flips("down"), 1),
+        (flips("up"), 0),
+    ] {
+        assert!(
+            rendered.contains(&format!("{line} {value}\n")),
+            "{line} {value} in {rendered}"
+        );
+    }
+    m.forget_removed(&old, &new);
+    let rendered = m.render();
+    assert!(!rendered.contains("check=\"hc\""), "{rendered}");
+}

@@ -190,14 +190,17 @@ impl Probed {
 
     /// A series of the probe metrics of `check`: outcome counts.
     pub fn outcome(&self, check: &str, outcome: &str) -> u64 {
-        self.sum(&self.metrics.probe_results, check, outcome)
+        self.sum("gslb_probe_results_total", check, outcome)
     }
 
-    /// The sum over targets of the `check` series whose last label is `last`.
-    fn sum(&self, v: &prometheus::IntCounterVec, check: &str, last: &str) -> u64 {
-        use prometheus::core::Collector;
-        v.collect()
+    /// The sum over targets of the `check` series of family `name` whose last label is
+    /// `last`, as a scrape exports them.
+    fn sum(&self, name: &str, check: &str, last: &str) -> u64 {
+        self.metrics
+            .registry
+            .gather()
             .iter()
+            .filter(|f| f.name() == name)
             .flat_map(|f| f.get_metric())
             .filter(|m| {
                 let labels = m.get_label();
@@ -214,7 +217,7 @@ impl Probed {
 
     /// Flips of `check` to `to` ("up" or "down").
     pub fn transitions(&self, check: &str, to: &str) -> u64 {
-        self.sum(&self.metrics.transitions, check, to)
+        self.sum("gslb_target_transitions_total", check, to)
     }
 }
 

@@ -28,7 +28,8 @@ use crate::plan::{Check, Plan, TargetId};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     addr: SocketAddr,
-    check: Check,
+    /// Shared by every target of the check (and its task): compared by value.
+    check: Arc<Check>,
     host: Option<String>,
 }
 
@@ -84,11 +85,13 @@ impl Engine {
                 (lineage, r.state.is_up())
             })
             .collect();
+        // One copy of each check for all its targets, however many.
+        let checks: Vec<Arc<Check>> = plan.checks.iter().cloned().map(Arc::new).collect();
         for t in 0..plan.targets.len() {
             let target = &plan.targets[t];
             let key = Key {
                 addr: target.addr,
-                check: plan.checks[target.check].clone(),
+                check: checks[target.check.index()].clone(),
                 host: target.host.clone(),
             };
             if let Some(r) = self.running.remove(&key) {

@@ -24,7 +24,7 @@ use crate::rng::Rng;
 pub(super) struct TaskCtx {
     pub label: String,
     pub services: String,
-    pub check: Check,
+    pub check: Arc<Check>,
     /// When the target was started: its schedule counts from here, not from whenever
     /// the runtime first polls the task.
     pub started: Instant,

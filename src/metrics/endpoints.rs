@@ -15,35 +15,42 @@ use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricT
 
 use crate::plan::{EndpointId, Plan, ServiceId};
 
-/// One endpoint's labels and values.
+/// One endpoint's values and its gateway (an index into `ServiceSeries::gateways`,
+/// which holds the labels).
 #[derive(Debug)]
 struct Endpoint {
-    gateway: Arc<str>,
-    region: Arc<str>,
     answers: Arc<AtomicU64>,
     up: AtomicI64,
+    gateway: u32,
 }
 
 #[derive(Debug)]
 struct Service {
-    name: String,
-    fail_open: Arc<AtomicU64>,
-    panic: Arc<AtomicU64>,
-    endpoints: Vec<Endpoint>,
+    name: Box<str>,
+    /// Fail-open and panic answers.
+    counts: Arc<[AtomicU64; 2]>,
+    endpoints: Box<[Endpoint]>,
 }
 
-/// The service and endpoint values of one plan, indexed like `Plan::services`.
+const FAIL_OPEN_AT: usize = 0;
+const PANIC_AT: usize = 1;
+
+/// The service and endpoint values of one plan, indexed like `Plan::services`. A
+/// config of 10,000 services holds one of these per plan, so each service is three
+/// allocations and each endpoint one (its answer counter, which a reload that keeps
+/// the endpoint shares).
 #[derive(Debug, Default)]
 pub struct ServiceSeries {
     services: Vec<Service>,
+    /// Per plan gateway: its name and region labels.
+    gateways: Vec<(Arc<str>, Arc<str>)>,
 }
 
 impl ServiceSeries {
     /// The values for `plan`: counters of a (service, gateway) or a service that `prev`
     /// has are shared with it, so a reload neither resets them nor loses a count.
     pub(super) fn for_plan(plan: &Plan, prev: &ServiceSeries) -> ServiceSeries {
-        let old: HashMap<&str, &Service> =
-            prev.services.iter().map(|s| (s.name.as_str(), s)).collect();
+        let old: HashMap<&str, &Service> = prev.services.iter().map(|s| (&*s.name, s)).collect();
         let gateways: Vec<(Arc<str>, Arc<str>)> = plan
             .gateways
             .iter()
@@ -64,26 +71,27 @@ impl ServiceSeries {
                     .endpoints
                     .iter()
                     .map(|e| {
-                        let (gateway, region) = gateways[e.gateway.index()].clone();
-                        let kept =
-                            before.and_then(|b| b.endpoints.iter().find(|x| x.gateway == gateway));
+                        let gateway = &gateways[e.gateway.index()].0;
+                        let kept = before.and_then(|b| {
+                            b.endpoints
+                                .iter()
+                                .find(|x| prev.gateways[x.gateway as usize].0 == *gateway)
+                        });
                         Endpoint {
                             answers: kept.map_or_else(Arc::default, |k| k.answers.clone()),
                             up: AtomicI64::new(kept.map_or(0, |k| k.up.load(Ordering::Relaxed))),
-                            gateway,
-                            region,
+                            gateway: e.gateway.index() as u32,
                         }
                     })
                     .collect();
                 Service {
-                    fail_open: before.map_or_else(Arc::default, |b| b.fail_open.clone()),
-                    panic: before.map_or_else(Arc::default, |b| b.panic.clone()),
-                    name,
+                    counts: before.map_or_else(Arc::default, |b| b.counts.clone()),
+                    name: name.into_boxed_str(),
                     endpoints,
                 }
             })
             .collect();
-        ServiceSeries { services }
+        ServiceSeries { services, gateways }
     }
 
     pub fn answered(&self, s: ServiceId, e: EndpointId) {
@@ -93,15 +101,11 @@ impl ServiceSeries {
     }
 
     pub fn fail_open(&self, s: ServiceId) {
-        self.services[s.index()]
-            .fail_open
-            .fetch_add(1, Ordering::Relaxed);
+        self.services[s.index()].counts[FAIL_OPEN_AT].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn panic(&self, s: ServiceId) {
-        self.services[s.index()]
-            .panic
-            .fetch_add(1, Ordering::Relaxed);
+        self.services[s.index()].counts[PANIC_AT].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn endpoints_of(&self, s: ServiceId) -> usize {
@@ -213,19 +217,23 @@ impl Collector for ServiceCollector {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for s in &series.services {
             let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-            fail_open.push(counter(load(&s.fail_open), labels(&[("service", &s.name)])));
-            panic.push(counter(load(&s.panic), labels(&[("service", &s.name)])));
+            let service = &*s.name;
+            let at = |i: usize| load(&s.counts[i]);
+            fail_open.push(counter(at(FAIL_OPEN_AT), labels(&[("service", service)])));
+            panic.push(counter(at(PANIC_AT), labels(&[("service", service)])));
             for e in &s.endpoints {
+                let (gateway, region) = &series.gateways[e.gateway as usize];
+                let (gateway, region) = (&**gateway, &**region);
                 answers.push(counter(
                     load(&e.answers),
-                    labels(&[("service", &s.name), ("endpoint", &e.gateway)]),
+                    labels(&[("service", service), ("endpoint", gateway)]),
                 ));
                 let mut g = Gauge::default();
                 g.set_value(e.up.load(Ordering::Relaxed) as f64);
                 let mut m = Metric::from_label(labels(&[
-                    ("service", &s.name),
-                    ("endpoint", &e.gateway),
-                    ("region", &e.region),
+                    ("service", service),
+                    ("endpoint", gateway),
+                    ("region", region),
                 ]));
                 m.set_gauge(g);
                 up.push(m);

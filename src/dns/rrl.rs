@@ -60,7 +60,9 @@ struct Account {
 pub struct Limiter {
     hasher: RandomState,
     epoch: Instant,
-    accounts: Vec<Mutex<Account>>,
+    /// Made at the first response accounted, so that a server without `[rrl]` does not
+    /// hold the table (1.3 MB).
+    accounts: std::sync::OnceLock<Box<[Mutex<Account>]>>,
 }
 
 impl Default for Limiter {
@@ -91,17 +93,23 @@ fn prefix(ip: IpAddr, s: &RrlSettings) -> (u128, bool) {
 
 impl Limiter {
     pub fn new() -> Limiter {
-        let fresh = Account {
-            key: None,
-            balance: 0,
-            last: 0,
-            limited: 0,
-        };
         Limiter {
             hasher: RandomState::new(),
             epoch: Instant::now(),
-            accounts: (0..SLOTS).map(|_| Mutex::new(fresh)).collect(),
+            accounts: std::sync::OnceLock::new(),
         }
+    }
+
+    fn accounts(&self) -> &[Mutex<Account>] {
+        self.accounts.get_or_init(|| {
+            let fresh = Account {
+                key: None,
+                balance: 0,
+                last: 0,
+                limited: 0,
+            };
+            (0..SLOTS).map(|_| Mutex::new(fresh)).collect()
+        })
     }
 
     /// Accounts one response of `kind` to `ip`.
@@ -114,7 +122,7 @@ impl Limiter {
         let (prefix, v6) = prefix(ip, s);
         let key = Key { prefix, v6, kind };
         let slot = (self.hasher.hash_one(key) as usize) & (SLOTS - 1);
-        let mut a = self.accounts[slot]
+        let mut a = self.accounts()[slot]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let rate = i64::from(s.responses_per_second) * 1000;

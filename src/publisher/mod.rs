@@ -321,6 +321,12 @@ impl Publisher {
             "configuration reloaded from {}",
             path.display()
         );
+        // The previous plan and its snapshot are gone now (but for a query that still
+        // holds it for a moment): give their pages back, or each reload of a big config
+        // left its old plan's memory resident (10,000 services: 15 MiB after a reload).
+        drop(old);
+        drop(engine);
+        config::release_freed_memory();
         Ok(())
     }
 

@@ -156,6 +156,17 @@ pub(super) fn family(
     f
 }
 
+/// The descriptor of a family a scrape-time collector exports.
+pub(super) fn desc((name, help): (&str, &str), labels: &[&str]) -> Desc {
+    Desc::new(
+        name.to_string(),
+        help.to_string(),
+        labels.iter().map(|l| l.to_string()).collect(),
+        HashMap::new(),
+    )
+    .expect("metric definition")
+}
+
 const ANSWERS: (&str, &str) = (
     "gslb_answers_total",
     "Times an endpoint was put in an answer.",
@@ -181,15 +192,6 @@ pub(super) struct ServiceCollector {
 
 impl ServiceCollector {
     pub fn new(current: Arc<Mutex<Arc<ServiceSeries>>>) -> ServiceCollector {
-        let desc = |(name, help): (&str, &str), labels: &[&str]| {
-            Desc::new(
-                name.to_string(),
-                help.to_string(),
-                labels.iter().map(|l| l.to_string()).collect(),
-                HashMap::new(),
-            )
-            .expect("metric definition")
-        };
         ServiceCollector {
             current,
             descs: vec![

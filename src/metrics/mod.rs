@@ -147,10 +147,7 @@ impl Metrics {
             .set(1);
 
         let requests = Arc::new(Requests::default());
-        reg(Box::new(RequestCollector::new(
-            requests.clone(),
-            query::layout(),
-        )));
+        reg(Box::new(RequestCollector::new(requests.clone())));
         reg(Box::new(dns_duration.clone()));
         let services = Arc::new(Mutex::new(Arc::new(ServiceSeries::default())));
         reg(Box::new(ServiceCollector::new(services.clone())));

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 
 use super::Metrics;
 use super::endpoints::ServiceSeries;
-use super::requests::{Layout, ZoneCounts};
+use super::requests::ZoneCounts;
 use crate::plan::{EndpointId, Plan, ServiceId, ZoneId};
 
 /// Query types we count by name; everything else is `OTHER`.
@@ -29,7 +29,7 @@ const QTYPES: [(RecordType, &str); 10] = [
     (RecordType::IXFR, "IXFR"),
 ];
 const QTYPE_OTHER: usize = QTYPES.len();
-const N_QTYPES: usize = QTYPES.len() + 1;
+pub(super) const N_QTYPES: usize = QTYPES.len() + 1;
 
 const RCODES: [(ResponseCode, &str); 7] = [
     (ResponseCode::NoError, "NOERROR"),
@@ -41,7 +41,7 @@ const RCODES: [(ResponseCode, &str); 7] = [
     (ResponseCode::BADVERS, "BADVERS"),
 ];
 const RCODE_OTHER: usize = RCODES.len();
-const N_RCODES: usize = RCODES.len() + 1;
+pub(super) const N_RCODES: usize = RCODES.len() + 1;
 
 /// The `proto` label values, in `Transport` order.
 pub const PROTOS: [&str; 2] = ["udp", "tcp"];
@@ -74,23 +74,12 @@ fn rcode_index(r: ResponseCode) -> usize {
         .unwrap_or(RCODE_OTHER)
 }
 
-fn qtype_name(i: usize) -> &'static str {
+pub(super) fn qtype_name(i: usize) -> &'static str {
     QTYPES.get(i).map_or("OTHER", |(_, n)| n)
 }
 
-fn rcode_name(i: usize) -> &'static str {
+pub(super) fn rcode_name(i: usize) -> &'static str {
     RCODES.get(i).map_or("OTHER", |(_, n)| n)
-}
-
-/// How a zone's request counts are indexed, for their export.
-pub(super) fn layout() -> Layout {
-    Layout {
-        protos: &PROTOS,
-        qtypes: qtype_name,
-        n_qtypes: N_QTYPES,
-        rcodes: rcode_name,
-        n_rcodes: N_RCODES,
-    }
 }
 
 impl Metrics {
@@ -104,11 +93,7 @@ impl Metrics {
         let zones: Vec<String> = std::iter::once(String::new())
             .chain(plan.zones.iter().map(|z| z.origin.to_string()))
             .collect();
-        let layout = layout();
-        let dns = zones
-            .iter()
-            .map(|zone| self.requests.zone(zone, &layout))
-            .collect();
+        let dns = zones.iter().map(|zone| self.requests.zone(zone)).collect();
         let duration = PROTOS.map(|p| self.dns_duration.with_label_values(&[p]));
         let series = {
             let mut current = self.services.lock().unwrap_or_else(|p| p.into_inner());

@@ -5,14 +5,14 @@
 //! series is exported from the start, zeros included, so that a rate over a series
 //! that has just had its first request is right.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{MetricFamily, MetricType};
 
-use super::endpoints::{counter, family, labels};
+use super::endpoints::{counter, desc, family, labels};
+use super::query::{N_QTYPES, N_RCODES, PROTOS, qtype_name, rcode_name};
 
 /// The counts of one zone (or of "no zone"), indexed
 /// `(proto * n_qtypes + qtype) * n_rcodes + rcode`.
@@ -25,29 +25,17 @@ pub(super) struct Requests {
     zones: Mutex<Vec<(String, Arc<ZoneCounts>)>>,
 }
 
-/// The label values of one zone's series, in index order.
-pub(super) struct Layout {
-    pub protos: &'static [&'static str],
-    pub qtypes: fn(usize) -> &'static str,
-    pub n_qtypes: usize,
-    pub rcodes: fn(usize) -> &'static str,
-    pub n_rcodes: usize,
-}
-
-impl Layout {
-    pub fn len(&self) -> usize {
-        self.protos.len() * self.n_qtypes * self.n_rcodes
-    }
-}
+/// Series per zone.
+const PER_ZONE: usize = PROTOS.len() * N_QTYPES * N_RCODES;
 
 impl Requests {
     /// The counts of `zone`, new (all zero) if no plan had it.
-    pub fn zone(&self, zone: &str, layout: &Layout) -> Arc<ZoneCounts> {
+    pub fn zone(&self, zone: &str) -> Arc<ZoneCounts> {
         let mut zones = self.zones.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, c)) = zones.iter().find(|(z, _)| z == zone) {
             return c.clone();
         }
-        let counts: Arc<ZoneCounts> = (0..layout.len()).map(|_| AtomicU64::new(0)).collect();
+        let counts: Arc<ZoneCounts> = (0..PER_ZONE).map(|_| AtomicU64::new(0)).collect();
         zones.push((zone.to_string(), counts.clone()));
         counts
     }
@@ -59,31 +47,22 @@ impl Requests {
     }
 }
 
-const NAME: &str = "gslb_dns_requests_total";
-const HELP: &str = "DNS requests answered, by zone, transport, query type and response code.";
+const REQUESTS: (&str, &str) = (
+    "gslb_dns_requests_total",
+    "DNS requests answered, by zone, transport, query type and response code.",
+);
 
 /// Exports `Requests` at scrape time.
 pub(super) struct RequestCollector {
     requests: Arc<Requests>,
-    layout: Layout,
     desc: Desc,
 }
 
 impl RequestCollector {
-    pub fn new(requests: Arc<Requests>, layout: Layout) -> RequestCollector {
-        let desc = Desc::new(
-            NAME.to_string(),
-            HELP.to_string(),
-            ["zone", "proto", "qtype", "rcode"]
-                .map(String::from)
-                .to_vec(),
-            HashMap::new(),
-        )
-        .expect("metric definition");
+    pub fn new(requests: Arc<Requests>) -> RequestCollector {
         RequestCollector {
+            desc: desc(REQUESTS, &["zone", "proto", "qtype", "rcode"]),
             requests,
-            layout,
-            desc,
         }
     }
 }
@@ -100,22 +79,21 @@ impl Collector for RequestCollector {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let l = &self.layout;
-        let mut metrics = Vec::with_capacity(zones.len() * l.len());
+        let mut metrics = Vec::with_capacity(zones.len() * PER_ZONE);
         for (zone, counts) in &zones {
             let mut i = 0;
-            for proto in l.protos {
-                for q in 0..l.n_qtypes {
-                    for r in 0..l.n_rcodes {
+            for proto in PROTOS {
+                for q in 0..N_QTYPES {
+                    for r in 0..N_RCODES {
                         let value = counts[i].load(Ordering::Relaxed);
                         i += 1;
                         metrics.push(counter(
                             value,
                             labels(&[
                                 ("zone", zone.as_str()),
-                                ("proto", *proto),
-                                ("qtype", (l.qtypes)(q)),
-                                ("rcode", (l.rcodes)(r)),
+                                ("proto", proto),
+                                ("qtype", qtype_name(q)),
+                                ("rcode", rcode_name(r)),
                             ]),
                         ));
                     }
@@ -125,6 +103,6 @@ impl Collector for RequestCollector {
         if metrics.is_empty() {
             return Vec::new();
         }
-        vec![family(NAME, HELP, MetricType::COUNTER, metrics)]
+        vec![family(REQUESTS.0, REQUESTS.1, MetricType::COUNTER, metrics)]
     }
 }

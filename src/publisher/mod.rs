@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::cluster::{Cluster, Written};
 use crate::config::{self, ConfigError};
@@ -232,6 +232,9 @@ impl Publisher {
     /// Builds and stores a snapshot from the current plan, probe states and overrides.
     pub fn republish(&self) {
         let inner = lock(&self.inner);
+        // Both lines say, to a reader of the log (and to the tests), which probe results
+        // a snapshot can hold: those logged before "building a snapshot".
+        debug!("building a snapshot");
         // With [cluster], what every replica answers with: the live replicas' verdicts
         // combined by the quorum rule.
         let (health, votes) = match &self.cluster {
@@ -262,6 +265,7 @@ impl Publisher {
             .endpoints_ready(&built, |s, e| snap.services[s].endpoints[e].ready());
         self.shared.store(Arc::new(snap));
         self.metrics.snapshots.inc();
+        debug!("snapshot published");
     }
 
     /// Re-reads the config file. A valid one replaces the plan atomically (probes of

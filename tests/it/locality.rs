@@ -117,13 +117,22 @@ fn gw_index(name: &str) -> usize {
 
 /// Waits for the log line that says `gw`'s target went `state` (UP or DOWN).
 fn wait_state(g: &Gslb, t: &[HttpTarget], gw: &str, state: &str) {
-    g.wait_log(
-        &format!(
-            "target {gw} {} (check hc) is now {state}",
-            t[gw_index(gw)].addr
-        ),
-        Duration::from_secs(10),
+    let flip = format!(
+        "target {gw} {} (check hc) is now {state}",
+        t[gw_index(gw)].addr
     );
+    g.wait_log(&flip, Duration::from_secs(10));
+    // The probe task logs the flip before the publisher hears of it: wait for a
+    // snapshot whose build began after the flip line, so it holds the flip.
+    let published = || {
+        let logs = g.logs();
+        let after_flip = &logs[logs.rfind(&flip).expect("logged")..];
+        after_flip
+            .find("building a snapshot")
+            .is_some_and(|i| after_flip[i..].contains("snapshot published"))
+    };
+    wait_until(Duration::from_secs(10), published)
+        .unwrap_or_else(|| panic!("no snapshot after {flip:?}; logs:\n{}", g.logs()));
 }
 
 // ---------------------------------------------------------------------- DNS client

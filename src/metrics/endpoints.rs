@@ -4,10 +4,10 @@
 //! Prometheus series objects (each holds its label pairs and a hash entry, about half a
 //! kilobyte): they are plain atomics per plan, turned into metric families only when
 //! scraped. Only the current plan's are exported, so those of services and endpoints a
-//! reload dropped are gone with it, and a counter the reload kept is the same atomic.
+//! reload dropped are gone with it, and a counter the reload kept counts on.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus::core::{Collector, Desc};
@@ -15,107 +15,192 @@ use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricT
 
 use crate::plan::{EndpointId, Plan, ServiceId};
 
-/// One endpoint's values and its gateway (an index into `ServiceSeries::gateways`,
-/// which holds the labels).
-#[derive(Debug)]
-struct Endpoint {
-    answers: Arc<AtomicU64>,
-    up: AtomicI64,
-    gateway: u32,
-}
-
-#[derive(Debug)]
-struct Service {
-    name: Box<str>,
-    /// Fail-open and panic answers.
-    counts: Arc<[AtomicU64; 2]>,
-    endpoints: Box<[Endpoint]>,
-}
+/// One service's counters: fail-open answers, panic answers, then the answers of each
+/// endpoint in the service's endpoint order. One allocation per service, shared with
+/// the series of the plan before when a reload left the service's endpoints as they
+/// were.
+type Counts = Arc<[AtomicU64]>;
 
 const FAIL_OPEN_AT: usize = 0;
 const PANIC_AT: usize = 1;
+/// The slot of endpoint 0.
+const ENDPOINTS_AT: usize = 2;
 
-/// The service and endpoint values of one plan, indexed like `Plan::services`. A
-/// config of 10,000 services holds one of these per plan, so each service is three
-/// allocations and each endpoint one (its answer counter, which a reload that keeps
-/// the endpoint shares).
+/// The counters a service had under an earlier list of endpoints, which snapshots of
+/// that plan may still be counting into: exported added to the current ones, so a
+/// reload that changes a service's endpoints neither resets nor loses a count.
+#[derive(Debug)]
+struct Carried {
+    service: ServiceId,
+    counts: Counts,
+    /// (slot in `counts`, current slot it adds to).
+    map: Box<[(u16, u16)]>,
+}
+
+/// The service and endpoint values of one plan, indexed like `Plan::services`; the
+/// label values (service, gateway and region names) are read from the plan at scrape
+/// time. A config of 10,000 services holds one of these per plan, so each service is
+/// one allocation.
 #[derive(Debug, Default)]
 pub struct ServiceSeries {
-    services: Vec<Service>,
-    /// Per plan gateway: its name and region labels.
-    gateways: Vec<(Arc<str>, Arc<str>)>,
+    plan: Option<Arc<Plan>>,
+    counts: Box<[Counts]>,
+    /// `gslb_endpoint_up` of every endpoint, service after service; service `s`'s
+    /// are `up[first[s]..first[s + 1]]`.
+    up: Box<[AtomicBool]>,
+    first: Box<[u32]>,
+    carried: Vec<Carried>,
+}
+
+fn zeros(n: usize) -> Counts {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
 }
 
 impl ServiceSeries {
-    /// The values for `plan`: counters of a (service, gateway) or a service that `prev`
-    /// has are shared with it, so a reload neither resets them nor loses a count.
-    pub(super) fn for_plan(plan: &Plan, prev: &ServiceSeries) -> ServiceSeries {
-        let old: HashMap<&str, &Service> = prev.services.iter().map(|s| (&*s.name, s)).collect();
-        let gateways: Vec<(Arc<str>, Arc<str>)> = plan
-            .gateways
+    /// The values for `plan`, carrying on from `prev`'s: a service whose endpoints
+    /// are the same gateways in the same order shares its counters, one whose list
+    /// changed starts anew and carries the old counters of the gateways it kept.
+    pub(super) fn for_plan(plan: &Arc<Plan>, prev: &ServiceSeries) -> ServiceSeries {
+        let none = Vec::new();
+        let old_services = prev.plan.as_ref().map_or(&none, |p| &p.services);
+        let old: HashMap<_, _> = old_services
             .iter()
-            .map(|g| {
-                (
-                    Arc::from(g.name.as_str()),
-                    Arc::from(g.region.as_deref().unwrap_or("")),
-                )
-            })
+            .enumerate()
+            .map(|(i, s)| (&s.name, ServiceId(i)))
             .collect();
-        let services = plan
-            .services
-            .iter()
-            .map(|s| {
-                let name = s.name.to_string();
-                let before = old.get(name.as_str());
-                let endpoints = s
-                    .endpoints
-                    .iter()
-                    .map(|e| {
-                        let gateway = &gateways[e.gateway.index()].0;
-                        let kept = before.and_then(|b| {
-                            b.endpoints
-                                .iter()
-                                .find(|x| prev.gateways[x.gateway as usize].0 == *gateway)
-                        });
-                        Endpoint {
-                            answers: kept.map_or_else(Arc::default, |k| k.answers.clone()),
-                            up: AtomicI64::new(kept.map_or(0, |k| k.up.load(Ordering::Relaxed))),
-                            gateway: e.gateway.index() as u32,
-                        }
-                    })
-                    .collect();
-                Service {
-                    counts: before.map_or_else(Arc::default, |b| b.counts.clone()),
-                    name: name.into_boxed_str(),
-                    endpoints,
+        let mut old_carried: HashMap<ServiceId, Vec<&Carried>> = HashMap::new();
+        for c in &prev.carried {
+            old_carried.entry(c.service).or_default().push(c);
+        }
+        fn gateway(p: &Plan, g: crate::plan::GatewayId) -> &str {
+            p.gateways[g].name.as_str()
+        }
+        let mut counts = Vec::with_capacity(plan.services.len());
+        let mut first = Vec::with_capacity(plan.services.len() + 1);
+        let mut up = Vec::new();
+        let mut carried = Vec::new();
+        for (si, s) in plan.services.iter().enumerate() {
+            let si = ServiceId(si);
+            first.push(up.len() as u32);
+            let names: Vec<&str> = s
+                .endpoints
+                .iter()
+                .map(|e| gateway(plan, e.gateway))
+                .collect();
+            let Some((&oi, prev_plan)) = old.get(&s.name).zip(prev.plan.as_ref()) else {
+                counts.push(zeros(ENDPOINTS_AT + names.len()));
+                up.extend(names.iter().map(|_| AtomicBool::new(false)));
+                continue;
+            };
+            let before: Vec<&str> = prev_plan.services[oi]
+                .endpoints
+                .iter()
+                .map(|e| gateway(prev_plan, e.gateway))
+                .collect();
+            // Slot of `prev`'s service -> slot of this one, by gateway.
+            let slot = |j: usize| -> Option<usize> {
+                match j.checked_sub(ENDPOINTS_AT) {
+                    None => Some(j),
+                    Some(e) => names
+                        .iter()
+                        .position(|n| *n == before[e])
+                        .map(|k| k + ENDPOINTS_AT),
                 }
-            })
-            .collect();
-        ServiceSeries { services, gateways }
+            };
+            let prev_up = &prev.up[prev.first[oi.index()] as usize..];
+            up.extend(names.iter().map(|n| {
+                let was = before.iter().position(|b| b == n);
+                AtomicBool::new(was.is_some_and(|j| prev_up[j].load(Ordering::Relaxed)))
+            }));
+            let earlier = old_carried.remove(&oi).unwrap_or_default();
+            if names == before {
+                counts.push(prev.counts[oi.index()].clone());
+                carried.extend(earlier.into_iter().map(|c| Carried {
+                    service: si,
+                    counts: c.counts.clone(),
+                    map: c.map.clone(),
+                }));
+                continue;
+            }
+            let fresh = zeros(ENDPOINTS_AT + names.len());
+            let map = |pairs: &mut dyn Iterator<Item = (u16, u16)>| -> Box<[(u16, u16)]> {
+                pairs
+                    .filter_map(|(from, to)| slot(to as usize).map(|to| (from, to as u16)))
+                    .collect()
+            };
+            for c in earlier {
+                let map = map(&mut c.map.iter().copied());
+                if Arc::strong_count(&c.counts) == 1 {
+                    // No snapshot counts into these any more: fold them in.
+                    for &(from, to) in &*map {
+                        let v = c.counts[from as usize].load(Ordering::Relaxed);
+                        fresh[to as usize].fetch_add(v, Ordering::Relaxed);
+                    }
+                } else {
+                    carried.push(Carried {
+                        service: si,
+                        counts: c.counts.clone(),
+                        map,
+                    });
+                }
+            }
+            let own = prev.counts[oi.index()].clone();
+            let map = map(&mut (0..own.len() as u16).map(|j| (j, j)));
+            carried.push(Carried {
+                service: si,
+                counts: own,
+                map,
+            });
+            counts.push(fresh);
+        }
+        first.push(up.len() as u32);
+        ServiceSeries {
+            plan: Some(plan.clone()),
+            counts: counts.into(),
+            up: up.into(),
+            first: first.into(),
+            carried,
+        }
     }
 
     pub fn answered(&self, s: ServiceId, e: EndpointId) {
-        self.services[s.index()].endpoints[e.index()]
-            .answers
-            .fetch_add(1, Ordering::Relaxed);
+        self.counts[s.index()][ENDPOINTS_AT + e.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn fail_open(&self, s: ServiceId) {
-        self.services[s.index()].counts[FAIL_OPEN_AT].fetch_add(1, Ordering::Relaxed);
+        self.counts[s.index()][FAIL_OPEN_AT].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn panic(&self, s: ServiceId) {
-        self.services[s.index()].counts[PANIC_AT].fetch_add(1, Ordering::Relaxed);
+        self.counts[s.index()][PANIC_AT].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn endpoints_of(&self, s: ServiceId) -> usize {
-        self.services[s.index()].endpoints.len()
+        (self.first[s.index() + 1] - self.first[s.index()]) as usize
     }
 
     pub fn set_up(&self, s: ServiceId, e: EndpointId, up: bool) {
-        self.services[s.index()].endpoints[e.index()]
-            .up
-            .store(i64::from(up), Ordering::Relaxed);
+        self.up[self.first[s.index()] as usize + e.index()].store(up, Ordering::Relaxed);
+    }
+
+    /// How many earlier counter sets this series carries.
+    #[cfg(test)]
+    pub(super) fn carried_len(&self) -> usize {
+        self.carried.len()
+    }
+
+    /// Service `s`'s counters as exported: its own plus those it carries.
+    fn values(&self, s: ServiceId, extra: &HashMap<ServiceId, Vec<&Carried>>) -> Vec<u64> {
+        let mut v: Vec<u64> = self.counts[s.index()]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        for c in extra.get(&s).into_iter().flatten() {
+            for &(from, to) in &*c.map {
+                v[to as usize] += c.counts[from as usize].load(Ordering::Relaxed);
+            }
+        }
+        v
     }
 }
 
@@ -217,27 +302,41 @@ impl Collector for ServiceCollector {
             .clone();
         let (mut answers, mut fail_open, mut panic, mut up) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for s in &series.services {
-            let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-            let service = &*s.name;
-            let at = |i: usize| load(&s.counts[i]);
-            fail_open.push(counter(at(FAIL_OPEN_AT), labels(&[("service", service)])));
-            panic.push(counter(at(PANIC_AT), labels(&[("service", service)])));
-            for e in &s.endpoints {
-                let (gateway, region) = &series.gateways[e.gateway as usize];
-                let (gateway, region) = (&**gateway, &**region);
+        let Some(plan) = &series.plan else {
+            return Vec::new();
+        };
+        let mut extra: HashMap<ServiceId, Vec<&Carried>> = HashMap::new();
+        for c in &series.carried {
+            extra.entry(c.service).or_default().push(c);
+        }
+        for (si, s) in plan.services.iter().enumerate() {
+            let si = ServiceId(si);
+            let values = series.values(si, &extra);
+            let service = s.name.to_string();
+            let service = service.as_str();
+            fail_open.push(counter(
+                values[FAIL_OPEN_AT],
+                labels(&[("service", service)]),
+            ));
+            panic.push(counter(values[PANIC_AT], labels(&[("service", service)])));
+            let first = series.first[si.index()] as usize;
+            for (k, e) in s.endpoints.iter().enumerate() {
+                let g = &plan.gateways[e.gateway];
+                let (gateway, region) = (g.name.as_str(), g.region.as_deref().unwrap_or(""));
                 answers.push(counter(
-                    load(&e.answers),
+                    values[ENDPOINTS_AT + k],
                     labels(&[("service", service), ("endpoint", gateway)]),
                 ));
-                let mut g = Gauge::default();
-                g.set_value(e.up.load(Ordering::Relaxed) as f64);
+                let mut gauge = Gauge::default();
+                gauge.set_value(f64::from(u8::from(
+                    series.up[first + k].load(Ordering::Relaxed),
+                )));
                 let mut m = Metric::from_label(labels(&[
                     ("service", service),
                     ("endpoint", gateway),
                     ("region", region),
                 ]));
-                m.set_gauge(g);
+                m.set_gauge(gauge);
                 up.push(m);
             }
         }

@@ -89,7 +89,7 @@ impl Metrics {
     }
 
     /// Resolves the children the query path needs for `plan`.
-    pub fn for_plan(&self, plan: &Plan) -> PlanMetrics {
+    pub fn for_plan(&self, plan: &Arc<Plan>) -> PlanMetrics {
         let zones: Vec<String> = std::iter::once(String::new())
             .chain(plan.zones.iter().map(|z| z.origin.to_string()))
             .collect();

@@ -32,8 +32,8 @@ endpoints = [{endpoints}]
 fn a_reload_keeps_kept_endpoints_series() {
     let m = Metrics::new();
     let (old, new) = (
-        plan(r#"{ gateway = "a" }, { gateway = "b" }"#),
-        plan(r#"{ gateway = "a" }"#),
+        Arc::new(plan(r#"{ gateway = "a" }, { gateway = "b" }"#)),
+        Arc::new(plan(r#"{ gateway = "a" }"#)),
     );
     let pm = m.for_plan(&old);
     pm.endpoints_ready(&[ServiceId(0)], |_, _| true);
@@ -71,11 +71,62 @@ fn a_reload_keeps_kept_endpoints_series() {
     );
 }
 
+/// Counts through every generation of a service's endpoint list add up, in whatever
+/// order the generations' snapshots go away, and the counters of a generation no
+/// snapshot holds any more are folded into the current ones, not kept for ever.
+#[test]
+fn answer_counts_survive_successive_reloads_of_a_service() {
+    let m = Metrics::new();
+    let answers = |m: &Metrics, ep: &str| -> u64 {
+        let text = m.render();
+        let line = format!("gslb_answers_total{{endpoint=\"{ep}\",service=\"app.gslb.test.\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .unwrap_or_else(|| panic!("no {line} in {text}"))
+            .parse()
+            .unwrap()
+    };
+    let g1 = Arc::new(plan(r#"{ gateway = "a" }, { gateway = "b" }"#));
+    let pm1 = m.for_plan(&g1);
+    pm1.answered(ServiceId(0), EndpointId(0));
+    pm1.answered(ServiceId(0), EndpointId(1));
+    let g2 = Arc::new(plan(r#"{ gateway = "a" }"#));
+    let pm2 = m.for_plan(&g2);
+    // A query still answered from the first generation's snapshot.
+    pm1.answered(ServiceId(0), EndpointId(0));
+    pm2.answered(ServiceId(0), EndpointId(0));
+    assert_eq!(answers(&m, "a"), 3);
+    assert_eq!(m.services.lock().unwrap().carried_len(), 1);
+    drop(pm1);
+    let g3 = Arc::new(plan(r#"{ gateway = "b" }, { gateway = "a" }"#));
+    let pm3 = m.for_plan(&g3);
+    // The first generation is folded in; the second, still held by pm2, is carried.
+    assert_eq!(m.services.lock().unwrap().carried_len(), 1);
+    pm2.answered(ServiceId(0), EndpointId(0));
+    pm3.answered(ServiceId(0), EndpointId(1));
+    pm3.answered(ServiceId(0), EndpointId(0));
+    assert_eq!(answers(&m, "a"), 5);
+    // b's count went with the generation that dropped b.
+    assert_eq!(answers(&m, "b"), 1);
+    // An unchanged reload shares the counters and carries what its predecessor did.
+    let g4 = Arc::new(plan(r#"{ gateway = "b" }, { gateway = "a" }"#));
+    let pm4 = m.for_plan(&g4);
+    pm2.answered(ServiceId(0), EndpointId(0));
+    pm4.answered(ServiceId(0), EndpointId(1));
+    assert_eq!(answers(&m, "a"), 7);
+    drop((pm2, pm3));
+    let g5 = Arc::new(plan(r#"{ gateway = "a" }"#));
+    let _pm5 = m.for_plan(&g5);
+    assert_eq!(m.services.lock().unwrap().carried_len(), 1);
+    assert_eq!(answers(&m, "a"), 7);
+    drop(pm4);
+}
+
 /// A zone a reload drops takes its request series with it.
 #[test]
 fn a_reload_removes_the_series_of_dropped_zones() {
     let m = Metrics::new();
-    let old = plan(r#"{ gateway = "a" }"#);
+    let old = Arc::new(plan(r#"{ gateway = "a" }"#));
     let pm = m.for_plan(&old);
     pm.request(
         Some(crate::plan::ZoneId(0)),

@@ -372,6 +372,14 @@ impl Plan {
         }
     }
 
+    /// The target that probes `addr` with the check named `check` and this Host.
+    pub fn target_at(&self, addr: SocketAddr, check: &str, host: Option<&str>) -> Option<TargetId> {
+        let found = self.targets.iter().position(|t| {
+            t.addr == addr && self.checks[t.check].name == check && t.host.as_deref() == host
+        });
+        found.map(TargetId)
+    }
+
     /// Names of the services whose answers depend on target `t`.
     pub fn target_services(&self, t: TargetId) -> Vec<String> {
         let mut out: Vec<String> = self

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwapOption;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -52,6 +53,8 @@ pub struct Engine {
     slots: Arc<Semaphore>,
     /// Last time a "probes are late" warning was logged (rate limit).
     late_warned: Arc<Mutex<Option<Instant>>>,
+    /// The plan last applied, for the tasks' log lines.
+    plan: Arc<ArcSwapOption<Plan>>,
 }
 
 impl Engine {
@@ -65,12 +68,14 @@ impl Engine {
             metrics,
             slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
             late_warned: Arc::new(Mutex::new(None)),
+            plan: Arc::default(),
         }
     }
 
     /// Makes the running probes match `plan`; returns the state of each of its targets,
     /// in `plan.targets` order. Must be called within a tokio runtime.
     pub fn apply(&mut self, plan: &Arc<Plan>) -> Arc<[Arc<TargetState>]> {
+        self.plan.store(Some(plan.clone()));
         let mut next: HashMap<Key, Running> = HashMap::with_capacity(plan.targets.len());
         let mut configs = tls::ConfigCache::default();
         let mut states = Vec::with_capacity(plan.targets.len());
@@ -140,7 +145,9 @@ impl Engine {
         match built {
             Ok(prober) => {
                 let ctx = TaskCtx {
-                    services: plan.target_services(TargetId(t)).join(", "),
+                    addr: key.addr,
+                    host: key.host.clone(),
+                    plan: self.plan.clone(),
                     recorder: self.metrics.probe_recorder(
                         &key.check.name,
                         &crate::metrics::cert_target_label(key.addr, key.host.as_deref()),

@@ -4,8 +4,11 @@
 //! a hanging target stalls nobody else; since timeout < interval, a probe never delays
 //! its successor.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
 
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
@@ -17,13 +20,17 @@ use super::probe::Prober;
 use super::schedule::{Judged, Schedule, Timing};
 use super::state::TargetState;
 use crate::metrics::{ProbeOutcome, ProbeRecorder};
-use crate::plan::Check;
+use crate::plan::{Check, Plan};
 use crate::rng::Rng;
 
 /// Everything a target's task needs besides its prober.
 pub(super) struct TaskCtx {
     pub label: String,
-    pub services: String,
+    /// The probe address and Host: with the check's name, how the current plan
+    /// (`plan`) knows this target, to name the services a flip affects.
+    pub addr: SocketAddr,
+    pub host: Option<String>,
+    pub plan: Arc<ArcSwapOption<Plan>>,
     pub check: Arc<Check>,
     /// When the target was started: its schedule counts from here, not from whenever
     /// the runtime first polls the task.
@@ -36,6 +43,21 @@ pub(super) struct TaskCtx {
     pub slots: Arc<Semaphore>,
     /// Last time a "probes are late" warning was logged, for the whole engine.
     pub late_warned: Arc<Mutex<Option<Instant>>>,
+}
+
+impl TaskCtx {
+    /// The services of the current plan whose answers follow this target. Looked up
+    /// at a flip rather than kept per task: a config of 10,000 services would hold
+    /// half a megabyte of these lists, and a reload that keeps the task can change them.
+    fn services(&self) -> String {
+        let plan = self.plan.load();
+        let Some(plan) = plan.as_deref() else {
+            return String::new();
+        };
+        plan.target_at(self.addr, &self.check.name, self.host.as_deref())
+            .map(|t| plan.target_services(t).join(", "))
+            .unwrap_or_default()
+    }
 }
 
 pub(super) async fn run_target(ctx: TaskCtx, prober: Prober) {
@@ -109,14 +131,12 @@ fn conclude(ctx: &TaskCtx, hyst: &mut Hysteresis, result: ProbeResult, took: Dur
     let first = ctx.state.record(result, took, flipped);
     if let Some(up) = flipped {
         ctx.recorder.flipped(up);
+        let services = ctx.services();
         match reason {
-            None => info!(
-                "target {} is now UP (services: {})",
-                ctx.label, ctx.services
-            ),
+            None => info!("target {} is now UP (services: {services})", ctx.label),
             Some(reason) => warn!(
-                "target {} is now DOWN: {reason} (services: {})",
-                ctx.label, ctx.services
+                "target {} is now DOWN: {reason} (services: {services})",
+                ctx.label
             ),
         }
     }

@@ -229,7 +229,7 @@ pub struct Check {
     pub jitter: Duration,
     /// tls and https checks.
     pub tls: Option<TlsSettings>,
-    /// Host and SNI come from each service (`Service::host`), so each service sees
+    /// Host and SNI come from each service (its `host`, by default its name), so each service sees
     /// its own result through a shared gateway.
     pub per_service: bool,
     pub user_agent: String,
@@ -301,8 +301,6 @@ impl HttpCheck {
 pub struct Service {
     /// Lower-case FQDN.
     pub name: Name,
-    /// The name clients use for this service (Host and SNI of per-service checks).
-    pub host: String,
     pub zone: ZoneId,
     pub ttl: u32,
     pub answers: usize,

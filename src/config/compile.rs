@@ -293,7 +293,6 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
         };
         services.push(Service {
             name,
-            host,
             zone,
             locality,
             overprovisioning,

@@ -20,14 +20,25 @@ pub enum Decision {
     NoAddresses,
 }
 
-/// One endpoint in a pool and its weight; its addresses are its gateway's
-/// (`answer::addresses`).
+/// One endpoint in a pool; its addresses are its gateway's (`answer::addresses`).
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub endpoint: EndpointId,
-    pub weight: u64,
     /// Its own hash (service and gateway names) for the consistent draw.
     pub key: u64,
+    /// Its weight until it is in a pool; there, the sum of its weight and of every
+    /// candidate's before it (what the draw searches), so that a pool is one slice.
+    upto: u64,
+}
+
+impl Candidate {
+    pub fn new(endpoint: EndpointId, weight: u64, key: u64) -> Candidate {
+        Candidate {
+            endpoint,
+            key,
+            upto: weight,
+        }
+    }
 }
 
 /// One region of the client's chain as the pool weighed it.
@@ -51,8 +62,6 @@ pub struct Pool {
     /// The client region's chain behind the candidates (empty for a client in no
     /// region, or a service without locality).
     pub chain: Box<[ChainStep]>,
-    /// `cumulative[i]` = sum of weights of candidates `0..=i`.
-    cumulative: Box<[u64]>,
     /// End (exclusive) of each group of candidates, in order, when there are several
     /// (empty: one group of every candidate). A group is one region of a spillover
     /// chain: an answer of several endpoints holds endpoints of one group only.
@@ -67,18 +76,19 @@ impl Pool {
     }
 
     /// A pool of consecutive groups; `group_ends` are the groups' exclusive ends.
-    pub fn grouped(decision: Decision, candidates: Vec<Candidate>, group_ends: Vec<usize>) -> Self {
-        debug_assert!(candidates.iter().all(|c| c.weight > 0));
+    pub fn grouped(
+        decision: Decision,
+        mut candidates: Vec<Candidate>,
+        group_ends: Vec<usize>,
+    ) -> Self {
+        debug_assert!(candidates.iter().all(|c| c.upto > 0));
         debug_assert!(group_ends.windows(2).all(|w| w[0] < w[1]));
         debug_assert_eq!(group_ends.last().copied().unwrap_or(0), candidates.len());
         let mut sum = 0u64;
-        let cumulative = candidates
-            .iter()
-            .map(|c| {
-                sum += c.weight;
-                sum
-            })
-            .collect();
+        for c in &mut candidates {
+            sum += c.upto;
+            c.upto = sum;
+        }
         let group_ends = if group_ends.len() > 1 {
             group_ends.into_boxed_slice()
         } else {
@@ -88,7 +98,6 @@ impl Pool {
             decision,
             candidates: candidates.into_boxed_slice(),
             chain: Box::default(),
-            cumulative,
             group_ends,
         }
     }
@@ -112,21 +121,27 @@ impl Pool {
         (start, self.group_ends[group])
     }
 
+    /// Candidate `i`'s weight.
+    pub fn weight(&self, i: usize) -> u64 {
+        let before = i.checked_sub(1).map_or(0, |b| self.candidates[b].upto);
+        self.candidates[i].upto - before
+    }
+
     /// Candidate `i`'s share of answers (of first picks, when `answers > 1`).
     pub fn share(&self, i: usize) -> f64 {
         match self.total_weight() {
             0 => 0.0,
-            t => self.candidates[i].weight as f64 / t as f64,
+            t => self.weight(i) as f64 / t as f64,
         }
     }
 
     pub fn total_weight(&self) -> u64 {
-        self.cumulative.last().copied().unwrap_or(0)
+        self.candidates.last().map_or(0, |c| c.upto)
     }
 
     /// Index of the candidate a uniform draw `r` in `0..total_weight()` falls on.
     fn locate(&self, r: u64) -> usize {
-        self.cumulative.partition_point(|&c| c <= r)
+        self.candidates.partition_point(|c| c.upto <= r)
     }
 
     /// Draws up to `n` distinct candidates by weight, without replacement, calling `f`
@@ -161,8 +176,8 @@ impl Pool {
             heap = vec![0u64; members.len()];
             &mut heap[..]
         };
-        for (w, c) in weights.iter_mut().zip(members) {
-            *w = c.weight;
+        for (j, w) in weights.iter_mut().enumerate() {
+            *w = self.weight(start + j);
         }
         weights[first - start] = 0;
         let mut remaining: u64 = weights.iter().sum();
@@ -201,8 +216,8 @@ impl Pool {
             heap = vec![0f64; len];
             &mut heap[..]
         };
-        for (s, c) in scores.iter_mut().zip(&self.candidates) {
-            *s = super::affinity::score(key, c.key, c.weight);
+        for (i, s) in scores.iter_mut().enumerate() {
+            *s = super::affinity::score(key, self.candidates[i].key, self.weight(i));
         }
         let lowest = |scores: &[f64], range: std::ops::Range<usize>| {
             range
@@ -248,10 +263,9 @@ mod tests {
         weights
             .iter()
             .enumerate()
-            .map(|(i, &w)| Candidate {
-                endpoint: EndpointId(i),
-                weight: w,
-                key: crate::answer::affinity::stable_hash(&[i as u8]),
+            .map(|(i, &w)| {
+                let key = crate::answer::affinity::stable_hash(&[i as u8]);
+                Candidate::new(EndpointId(i), w, key)
             })
             .collect()
     }

@@ -224,11 +224,7 @@ impl TableCtx<'_> {
 
     fn candidate(&self, e: EndpointId, weight: u64) -> Candidate {
         let gateway = &self.plan.gateways[self.svc.endpoints[e].gateway].name;
-        Candidate {
-            endpoint: e,
-            weight,
-            key: candidate_key(&self.service_name, gateway),
-        }
+        Candidate::new(e, weight, candidate_key(&self.service_name, gateway))
     }
 
     fn in_region(&self, e: EndpointId, region: RegionId) -> bool {

@@ -230,7 +230,12 @@ fn trace_service(
             .enumerate()
             .map(|(i, c)| {
                 let gw = &plan.gateways[svc.endpoints[c.endpoint].gateway];
-                (gw.name.clone(), gw.region.clone(), c.weight, pool.share(i))
+                (
+                    gw.name.clone(),
+                    gw.region.clone(),
+                    pool.weight(i),
+                    pool.share(i),
+                )
             })
             .collect(),
         groups: pool.groups().collect(),

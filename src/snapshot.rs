@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hickory_proto::rr::{LowerName, Name, Record, RecordType};
+use hickory_proto::rr::{LowerName, Name, Record};
 
 use crate::answer::{self, Client, Decided, EndpointView, RegionIndex, ServiceTable};
 use crate::cluster::Votes;
@@ -20,16 +20,10 @@ use crate::metrics::PlanMetrics;
 use crate::overrides::Overrides;
 use crate::plan::{Plan, ServiceId, ZoneId};
 
-/// What lives at a name.
-#[derive(Debug)]
-pub enum Node {
-    /// A load-balanced service (index into `Plan::services`).
-    Service(ServiceId),
-    /// Static data: records grouped by type (SOA and NS included at the apex).
-    Static(Vec<(RecordType, Vec<Record>)>),
-    /// A name with no data but with names below it (RFC 8020: NODATA, not NXDOMAIN).
-    EmptyNonTerminal,
-}
+mod names;
+
+pub use names::Node;
+use names::{NameIndex, Stored};
 
 /// The name index of one plan.
 #[derive(Debug)]
@@ -37,7 +31,7 @@ pub struct Zones {
     /// Every name that exists in our zones, with the zone it belongs to, keyed by the
     /// name in wire form and lower case: the DNS front's fast path looks names up
     /// straight from the query's bytes (`node_wire`), everyone else by name (`node`).
-    nodes: HashMap<Box<[u8]>, (ZoneId, Node)>,
+    nodes: NameIndex,
     /// Zone origins, to tell NXDOMAIN (inside a zone) from REFUSED (outside all).
     pub origins: HashMap<LowerName, ZoneId>,
     /// Per zone: its SOA with the negative TTL, for the authority section of NXDOMAIN
@@ -52,7 +46,7 @@ pub struct Zones {
 
 impl Zones {
     pub fn build(plan: &Plan) -> Zones {
-        let mut nodes: HashMap<LowerName, (ZoneId, Node)> = HashMap::new();
+        let mut nodes: HashMap<LowerName, (ZoneId, Stored)> = HashMap::new();
         let mut origins = HashMap::new();
         for (zi, zone) in ZoneId::all(plan.zones.len()).zip(&plan.zones) {
             origins.insert(LowerName::new(&zone.origin), zi);
@@ -62,8 +56,8 @@ impl Zones {
             for r in apex.chain(zone.records.iter().cloned()) {
                 let entry = nodes
                     .entry(LowerName::new(&r.name))
-                    .or_insert_with(|| (zi, Node::Static(Vec::new())));
-                if let Node::Static(by_type) = &mut entry.1 {
+                    .or_insert_with(|| (zi, Stored::Static(Vec::new())));
+                if let Stored::Static(by_type) = &mut entry.1 {
                     match by_type.iter_mut().find(|(t, _)| *t == r.record_type()) {
                         Some((_, v)) => v.push(r),
                         None => by_type.push((r.record_type(), vec![r])),
@@ -72,7 +66,7 @@ impl Zones {
             }
         }
         for (si, s) in ServiceId::all(plan.services.len()).zip(&plan.services) {
-            nodes.insert(LowerName::new(&s.name), (s.zone, Node::Service(si)));
+            nodes.insert(LowerName::new(&s.name), (s.zone, Stored::Service(si)));
         }
         // Empty non-terminals: every ancestor of a name, up to its zone apex.
         let names: Vec<(LowerName, ZoneId)> =
@@ -83,7 +77,7 @@ impl Zones {
             while cur.num_labels() > origin.num_labels() {
                 nodes
                     .entry(cur.clone())
-                    .or_insert((zi, Node::EmptyNonTerminal));
+                    .or_insert((zi, Stored::EmptyNonTerminal));
                 cur = cur.base_name();
             }
         }
@@ -98,14 +92,16 @@ impl Zones {
             .collect();
         let regions = RegionIndex::of(plan);
         Zones {
-            nodes: nodes
-                .into_iter()
-                .filter_map(|(name, node)| {
-                    let mut buf = [0u8; WIRE_NAME_MAX];
-                    let len = lower_wire(&name, &mut buf)?;
-                    Some((Box::from(&buf[..len]), node))
-                })
-                .collect(),
+            nodes: NameIndex::build(
+                nodes
+                    .into_iter()
+                    .filter_map(|(name, (zone, node))| {
+                        let mut buf = [0u8; WIRE_NAME_MAX];
+                        let len = lower_wire(&name, &mut buf)?;
+                        Some((Box::from(&buf[..len]), zone, node))
+                    })
+                    .collect(),
+            ),
             origins,
             negative_soa,
             regions,
@@ -114,7 +110,7 @@ impl Zones {
     }
 
     /// What lives at `name`, if it exists in our zones.
-    pub fn node(&self, name: &Name) -> Option<&(ZoneId, Node)> {
+    pub fn node(&self, name: &Name) -> Option<(ZoneId, Node<'_>)> {
         let mut buf = [0u8; WIRE_NAME_MAX];
         let len = lower_wire(name, &mut buf)?;
         self.nodes.get(&buf[..len])
@@ -122,7 +118,7 @@ impl Zones {
 
     /// What lives at the name whose wire form in lower case is `wire` (its final zero
     /// octet included).
-    pub fn node_wire(&self, wire: &[u8]) -> Option<&(ZoneId, Node)> {
+    pub fn node_wire(&self, wire: &[u8]) -> Option<(ZoneId, Node<'_>)> {
         self.nodes.get(wire)
     }
 

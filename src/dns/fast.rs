@@ -212,13 +212,13 @@ pub fn respond(
     };
     let source = match node {
         Node::Service(s) => {
-            let decided = snap.decide(*s, client);
+            let decided = snap.decide(s, client);
             let pool = decided.pool(q.family);
             if pool.candidates.is_empty() {
                 return None; // NODATA: the general path adds the SOA
             }
             Source::Service {
-                service: *s,
+                service: s,
                 pool,
                 scope: decided.scope,
             }
@@ -340,7 +340,7 @@ pub fn respond(
         }
     }
     snap.metrics.request(
-        Some(*zone),
+        Some(zone),
         super::handler::transport(protocol),
         Some(q.qtype),
         ResponseCode::NoError,

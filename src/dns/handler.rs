@@ -322,15 +322,15 @@ impl<'a> Answer<'a> {
             self.authorities.push(snap.zones.negative_soa(zone));
             return Some(ResponseCode::NXDomain);
         };
-        self.outcome.zone = Some(*zone);
+        self.outcome.zone = Some(zone);
         let found = match node {
-            Node::Service(s) => self.service(*s, qtype),
-            Node::Static(by_type) => self.static_data(*zone, by_type, qtype),
+            Node::Service(s) => self.service(s, qtype),
+            Node::Static(by_type) => self.static_data(zone, by_type, qtype),
             Node::EmptyNonTerminal => false,
         };
         if !found {
             // NODATA: NOERROR, empty answer, SOA in authority (RFC 2308 §2.2).
-            self.authorities.push(snap.zones.negative_soa(*zone));
+            self.authorities.push(snap.zones.negative_soa(zone));
         }
         Some(self.chain_rcode.unwrap_or(ResponseCode::NoError))
     }
@@ -415,7 +415,7 @@ impl<'a> Answer<'a> {
                 return;
             };
             let found = match node {
-                Node::Service(s) => self.service(*s, qtype),
+                Node::Service(s) => self.service(s, qtype),
                 Node::Static(by_type) => {
                     let of_type =
                         |t: RecordType| by_type.iter().find(|(rt, _)| *rt == t).map(|(_, v)| v);
@@ -439,7 +439,7 @@ impl<'a> Answer<'a> {
                 Node::EmptyNonTerminal => false,
             };
             if !found {
-                self.authorities.push(snap.zones.negative_soa(*tz));
+                self.authorities.push(snap.zones.negative_soa(tz));
             }
             return;
         }

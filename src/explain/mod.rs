@@ -118,11 +118,9 @@ pub fn explain(
             Some(z) => Verdict::NxDomain { zone: zone_name(z) },
             None => Verdict::Refused,
         },
-        Some((z, Node::EmptyNonTerminal)) => Verdict::EmptyNonTerminal {
-            zone: zone_name(*z),
-        },
+        Some((z, Node::EmptyNonTerminal)) => Verdict::EmptyNonTerminal { zone: zone_name(z) },
         Some((z, Node::Static(by_type))) => Verdict::Static {
-            zone: zone_name(*z),
+            zone: zone_name(z),
             records: by_type
                 .iter()
                 .flat_map(|(_, v)| v.iter().map(|r| r.to_string()))
@@ -130,9 +128,9 @@ pub fn explain(
         },
         Some((z, Node::Service(s))) => Verdict::Service(trace_service(
             snap,
-            *z,
-            *s,
-            &snap.decide(*s, asking),
+            z,
+            s,
+            &snap.decide(s, asking),
             Affinity::of(client, ecs),
         )),
     };

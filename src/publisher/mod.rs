@@ -169,6 +169,9 @@ impl Publisher {
             started: Instant::now(),
         });
         p.republish();
+        // Building the name index and the first tables used working memory (a map of
+        // every name, the snapshot `republish` just replaced) that is free now.
+        config::release_freed_memory();
         info!(
             zones = plan.zones.len(),
             services = plan.services.len(),

@@ -312,16 +312,38 @@ pub struct Service {
     pub overprovisioning: Option<f64>,
     /// Healthy-weight share below which the service answers as if all were healthy.
     pub panic_threshold: Option<f64>,
-    pub endpoints: Vec<Endpoint>,
+    pub endpoints: Box<[Endpoint]>,
 }
 
+/// 16 bytes: a config of 10,000 services holds tens of thousands.
 #[derive(Debug)]
 pub struct Endpoint {
     pub gateway: GatewayId,
     pub weight: u32,
-    /// The probe whose verdict this endpoint follows; `None` when the service has no
-    /// check (always healthy).
-    pub target: Option<TargetId>,
+    /// The target whose verdict this endpoint follows; `NO_TARGET` when the service
+    /// has no check (always healthy).
+    target: u32,
+}
+
+const NO_TARGET: u32 = u32::MAX;
+
+impl Endpoint {
+    pub fn new(gateway: GatewayId, weight: u32, target: Option<TargetId>) -> Endpoint {
+        let target = target.map_or(NO_TARGET, |t| {
+            u32::try_from(t.index()).expect("fewer than 2^32 - 1 probe targets")
+        });
+        Endpoint {
+            gateway,
+            weight,
+            target,
+        }
+    }
+
+    /// The probe target whose verdict this endpoint follows; `None` when the service
+    /// has no check (always healthy).
+    pub fn target(&self) -> Option<TargetId> {
+        (self.target != NO_TARGET).then_some(TargetId(self.target as usize))
+    }
 }
 
 #[derive(Debug)]
@@ -383,7 +405,7 @@ impl Plan {
         let mut out: Vec<String> = self
             .services
             .iter()
-            .filter(|s| s.endpoints.iter().any(|e| e.target == Some(t)))
+            .filter(|s| s.endpoints.iter().any(|e| e.target() == Some(t)))
             .map(|s| s.name.to_string())
             .collect();
         out.dedup();

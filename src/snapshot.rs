@@ -216,7 +216,7 @@ impl Snapshot {
                 let service_name = (!overrides.is_empty()).then(|| svc.name.to_string());
                 views.clear();
                 views.extend(svc.endpoints.iter().map(|e| EndpointView {
-                    probe_up: e.target.is_none_or(|t| health[t.index()]),
+                    probe_up: e.target().is_none_or(|t| health[t.index()]),
                     admin:
                         service_name.as_ref().and_then(|name| {
                             overrides.effective(name, &plan.gateways[e.gateway].name)

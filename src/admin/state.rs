@@ -27,7 +27,7 @@ pub fn state_json(snap: &Snapshot, ready: bool) -> Value {
                 .map(|(ei, e)| {
                     let gw = &plan.gateways[e.gateway];
                     let view = table.endpoints[ei];
-                    let probe = e.target.map(|t| {
+                    let probe = e.target().map(|t| {
                         let target = &plan.targets[t];
                         let detail = snap.probes.get(t.index()).map(|s| s.detail());
                         let detail = detail.as_ref();
@@ -76,7 +76,7 @@ pub fn state_json(snap: &Snapshot, ready: bool) -> Value {
                         "addresses": addresses,
                         "weight": e.weight,
                         "effective_weight": if table.may_answer(ei) { e.weight } else { 0 },
-                        "health": match (e.target, view.probe_up) {
+                        "health": match (e.target(), view.probe_up) {
                             (None, _) => "unchecked",
                             (Some(_), true) => "up",
                             (Some(_), false) => "down",

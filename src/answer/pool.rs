@@ -53,15 +53,20 @@ pub struct ChainStep {
 }
 
 /// Candidates of one (service, family), with cumulative weights for the draw. Every
-/// service holds a few of these per snapshot, so each part is an exact-size slice and
-/// the usual single group takes no allocation.
+/// service holds a few of these per snapshot, so a pool is 32 bytes: the candidates are
+/// one exact-size slice, and what only locality gives (the chain, several groups) is
+/// behind one optional box.
 #[derive(Debug, Clone)]
 pub struct Pool {
     pub decision: Decision,
     pub candidates: Box<[Candidate]>,
-    /// The client region's chain behind the candidates (empty for a client in no
-    /// region, or a service without locality).
-    pub chain: Box<[ChainStep]>,
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Extra {
+    /// The client region's chain behind the candidates.
+    chain: Box<[ChainStep]>,
     /// End (exclusive) of each group of candidates, in order, when there are several
     /// (empty: one group of every candidate). A group is one region of a spillover
     /// chain: an answer of several endpoints holds endpoints of one group only.
@@ -89,36 +94,46 @@ impl Pool {
             sum += c.upto;
             c.upto = sum;
         }
-        let group_ends = if group_ends.len() > 1 {
-            group_ends.into_boxed_slice()
-        } else {
-            Box::default()
-        };
+        let extra = (group_ends.len() > 1).then(|| {
+            Box::new(Extra {
+                chain: Box::default(),
+                group_ends: group_ends.into_boxed_slice(),
+            })
+        });
         Pool {
             decision,
             candidates: candidates.into_boxed_slice(),
-            chain: Box::default(),
-            group_ends,
+            extra,
         }
     }
 
     pub fn with_chain(mut self, chain: Vec<ChainStep>) -> Self {
-        self.chain = chain.into_boxed_slice();
+        if !chain.is_empty() {
+            self.extra.get_or_insert_default().chain = chain.into_boxed_slice();
+        }
         self
+    }
+
+    /// The client region's chain behind the candidates (empty for a client in no
+    /// region, or a service without locality).
+    pub fn chain(&self) -> &[ChainStep] {
+        self.extra.as_ref().map_or(&[], |x| &x.chain)
+    }
+
+    /// The groups' exclusive ends, when there are several (else empty).
+    fn group_ends(&self) -> &[usize] {
+        self.extra.as_ref().map_or(&[], |x| &x.group_ends)
     }
 
     /// The (start, exclusive end) of the group that holds candidate `i`.
     fn group_of(&self, i: usize) -> (usize, usize) {
-        if self.group_ends.is_empty() {
+        let ends = self.group_ends();
+        if ends.is_empty() {
             return (0, self.candidates.len());
         }
-        let group = self.group_ends.partition_point(|&end| end <= i);
-        let start = if group == 0 {
-            0
-        } else {
-            self.group_ends[group - 1]
-        };
-        (start, self.group_ends[group])
+        let group = ends.partition_point(|&end| end <= i);
+        let start = if group == 0 { 0 } else { ends[group - 1] };
+        (start, ends[group])
     }
 
     /// Candidate `i`'s weight.
@@ -244,10 +259,11 @@ impl Pool {
     /// The groups as candidate index ranges, in order.
     pub fn groups(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
         let len = self.candidates.len();
-        let single = (self.group_ends.is_empty() && len > 0).then_some(0..len);
-        let starts = std::iter::once(0).chain(self.group_ends.iter().copied());
+        let ends = self.group_ends();
+        let single = (ends.is_empty() && len > 0).then_some(0..len);
+        let starts = std::iter::once(0).chain(ends.iter().copied());
         let several = starts
-            .zip(self.group_ends.iter().copied())
+            .zip(ends.iter().copied())
             .filter(|(a, b)| a < b)
             .map(|(a, b)| a..b);
         single.into_iter().chain(several)

@@ -256,11 +256,7 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
                     Some(t)
                 }
             };
-            endpoints.push(Endpoint {
-                gateway: gw,
-                weight: e.weight,
-                target,
-            });
+            endpoints.push(Endpoint::new(gw, e.weight, target));
         }
         let locality = s
             .locality
@@ -301,7 +297,7 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
             answers: *s.answers.get_ref() as usize,
             all_down: s.all_down,
             selection: s.selection,
-            endpoints,
+            endpoints: endpoints.into(),
         });
     }
 

@@ -190,14 +190,14 @@ fn trace_service(
                     .chain(gw.v6.iter().map(|a| a.to_string()))
                     .collect(),
                 weight: e.weight,
-                health: match (e.target, view.probe_up) {
+                health: match (e.target(), view.probe_up) {
                     (None, _) => "unchecked",
                     (Some(_), true) => "up",
                     (Some(_), false) => "down",
                 },
                 admin: view.admin.map(|a| a.as_str()),
                 ready: view.ready(),
-                quorum: quorum_note(snap, e.target),
+                quorum: quorum_note(snap, e.target()),
             }
         })
         .collect();
@@ -210,7 +210,7 @@ fn trace_service(
         v4
     };
     let chain = weighed
-        .chain
+        .chain()
         .iter()
         .map(|c| ChainStep {
             region: plan.regions[c.region].name.clone(),

@@ -583,7 +583,7 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
             .enumerate()
             .map(|(i, &(g, w))| {
                 let admin = by_ep.get(&(s, g)).or_else(|| by_gw.get(&g)).copied();
-                let target = psvc.endpoints[i].target;
+                let target = psvc.endpoints[i].target();
                 assert_eq!(target.is_some(), svc.checked);
                 let probe_up = target.is_none_or(|t| health[t.index()]);
                 let healthy = match admin {

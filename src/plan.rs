@@ -308,11 +308,29 @@ pub struct Service {
     pub selection: Selection,
     /// Answers depend on the client's region.
     pub locality: bool,
+    /// Spillover and panic settings, which few services have (`None`: neither).
+    pub tuning: Option<Box<Tuning>>,
+    pub endpoints: Box<[Endpoint]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tuning {
     /// Overprovisioning factor for gradual spillover; `None` = all-or-nothing failover.
     pub overprovisioning: Option<f64>,
     /// Healthy-weight share below which the service answers as if all were healthy.
     pub panic_threshold: Option<f64>,
-    pub endpoints: Box<[Endpoint]>,
+}
+
+impl Service {
+    /// Overprovisioning factor for gradual spillover; `None` = all-or-nothing failover.
+    pub fn overprovisioning(&self) -> Option<f64> {
+        self.tuning.as_ref().and_then(|t| t.overprovisioning)
+    }
+
+    /// Healthy-weight share below which the service answers as if all were healthy.
+    pub fn panic_threshold(&self) -> Option<f64> {
+        self.tuning.as_ref().and_then(|t| t.panic_threshold)
+    }
 }
 
 /// 16 bytes: a config of 10,000 services holds tens of thousands.

@@ -16,18 +16,26 @@ pub struct ServiceTable {
     /// The slot for clients in no region, and for every client when the service does
     /// not use locality (held inline: most services have no other).
     unplaced: Slot,
-    /// With locality, one slot per client region (`Plan::regions` order); else empty.
-    regional: Box<[Slot]>,
+    /// With locality, one slot per client region (`Plan::regions` order); else none
+    /// (a thin pointer: most services have no locality).
+    regional: Option<Box<Box<[Slot]>>>,
     /// Per endpoint: how the snapshot saw it.
-    pub endpoints: Box<[EndpointView]>,
+    pub endpoints: Views,
     /// Healthy weight is below the panic threshold: answering as if all were healthy.
     pub panic: bool,
 }
 
 impl ServiceTable {
+    fn regional(&self) -> &[Slot] {
+        self.regional.as_deref().map_or(&[], |r| r)
+    }
+
     /// Whether endpoint `e` is a candidate for some kind of client.
     pub fn may_answer(&self, e: EndpointId) -> bool {
-        let mut slots = self.regional.iter().chain(std::iter::once(&self.unplaced));
+        let mut slots = self
+            .regional()
+            .iter()
+            .chain(std::iter::once(&self.unplaced));
         slots.any(|slot| {
             slot.v4
                 .candidates
@@ -39,7 +47,7 @@ impl ServiceTable {
 
     /// The slot for a client placed in `region` (`None`: in no region).
     pub fn slot(&self, region: Option<RegionId>) -> &Slot {
-        match region.and_then(|r| self.regional.get(r.index())) {
+        match region.and_then(|r| self.regional().get(r.index())) {
             Some(slot) => slot,
             None => &self.unplaced,
         }
@@ -51,6 +59,46 @@ impl ServiceTable {
 pub struct Slot {
     pub v4: Pool,
     pub v6: Pool,
+}
+
+/// The endpoints' views of a table: inline for a service of up to `INLINE` endpoints
+/// (most), so that they take no allocation of their own.
+#[derive(Debug, Clone)]
+pub enum Views {
+    Inline {
+        len: u8,
+        views: [EndpointView; INLINE],
+    },
+    Boxed(Box<[EndpointView]>),
+}
+
+const INLINE: usize = 7;
+
+impl From<Vec<EndpointView>> for Views {
+    fn from(v: Vec<EndpointView>) -> Views {
+        if v.len() > INLINE {
+            return Views::Boxed(v.into_boxed_slice());
+        }
+        let mut views = [EndpointView {
+            probe_up: false,
+            admin: None,
+        }; INLINE];
+        views[..v.len()].copy_from_slice(&v);
+        Views::Inline {
+            len: v.len() as u8,
+            views,
+        }
+    }
+}
+
+impl std::ops::Deref for Views {
+    type Target = [EndpointView];
+    fn deref(&self) -> &[EndpointView] {
+        match self {
+            Views::Inline { len, views } => &views[..*len as usize],
+            Views::Boxed(b) => b,
+        }
+    }
 }
 
 /// One endpoint as the answer tables saw it.
@@ -118,7 +166,7 @@ impl ServiceTable {
             .map(|e| svc.endpoints[e].weight as u64)
             .sum();
         let panic = svc
-            .panic_threshold
+            .panic_threshold()
             .is_some_and(|p| total > 0 && (healthy as f64) < p * total as f64);
 
         let ctx = TableCtx {
@@ -132,17 +180,16 @@ impl ServiceTable {
             v4: ctx.pool(Family::V4, r),
             v6: ctx.pool(Family::V6, r),
         };
-        let regional: Box<[Slot]> = if svc.locality {
-            RegionId::all(plan.regions.len())
+        let regional = svc.locality.then(|| {
+            let slots: Box<[Slot]> = RegionId::all(plan.regions.len())
                 .map(|r| slot(Some(r)))
-                .collect()
-        } else {
-            Box::default()
-        };
+                .collect();
+            Box::new(slots)
+        });
         ServiceTable {
             unplaced: slot(None),
             regional,
-            endpoints: endpoints.into_boxed_slice(),
+            endpoints: endpoints.into(),
             panic,
         }
     }
@@ -250,7 +297,7 @@ impl TableCtx<'_> {
                     .sum(),
             })
             .collect();
-        let loads = locality::loads(&caps, self.svc.overprovisioning);
+        let loads = locality::loads(&caps, self.svc.overprovisioning());
         chain
             .into_iter()
             .zip(caps)

@@ -17,7 +17,7 @@ use super::zone::{compile_zone, find_zone, parse_name, reject_cname_loops, ttl_s
 use super::{ConfigError, Locator};
 use crate::plan::{
     CheckId, CheckKind, Endpoint, Gateway, GatewayId, HealthSettings, Plan, RegionId, Service,
-    Target, TargetId,
+    Target, TargetId, Tuning,
 };
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -291,8 +291,12 @@ pub(crate) fn compile(loc: &Locator<'_>, file: schema::File) -> Result<Plan> {
             name,
             zone,
             locality,
-            overprovisioning,
-            panic_threshold,
+            tuning: (overprovisioning.is_some() || panic_threshold.is_some()).then(|| {
+                Box::new(Tuning {
+                    overprovisioning,
+                    panic_threshold,
+                })
+            }),
             ttl: ttl_secs(s.ttl.0),
             answers: *s.answers.get_ref() as usize,
             all_down: s.all_down,

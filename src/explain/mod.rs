@@ -261,7 +261,7 @@ fn trace_service(
         ttl: svc.ttl,
         answers: svc.answers,
         locality: svc.locality,
-        overprovisioning: svc.overprovisioning,
+        overprovisioning: svc.overprovisioning(),
         panic: decided.panic,
         ecs_scope: decided.scope.max(keyed_scope),
         chain,

@@ -114,17 +114,26 @@ impl Nats {
         // Clients come once the cluster is formed (every member knows the JetStream
         // metadata leader), as in a deployment: a bucket created while the members
         // still elect their first leader can be lost.
+        // The first election can take a while on a loaded machine (CI once needed more
+        // than 20 s); this waits for the servers, it retries nothing of ours.
         for n in &out {
             let m = n.monitor.unwrap();
-            wait_until(Duration::from_secs(20), || {
+            let mut last = String::new();
+            wait_until(Duration::from_secs(60), || {
                 let r = crate::ops::http(m, "GET", "/jsz", &[]);
+                last = format!("{} {}", r.status, r.body);
                 r.status == 200 && {
                     let v = r.json();
                     v["meta_cluster"]["leader"].is_string()
                         && v["meta_cluster"]["cluster_size"] == serde_json::json!(size)
                 }
             })
-            .unwrap_or_else(|| panic!("the NATS cluster never formed:\n{}", n.logs()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "the NATS cluster never formed; last /jsz: {last}\nlog:\n{}",
+                    n.logs()
+                )
+            });
         }
         out
     }

@@ -7,7 +7,7 @@
 //! reload dropped are gone with it, and a counter the reload kept counts on.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use std::sync::{Arc, Mutex};
 
 use prometheus::core::{Collector, Desc};
@@ -28,13 +28,17 @@ const ENDPOINTS_AT: usize = 2;
 
 /// The counters a service had under an earlier list of endpoints, which snapshots of
 /// that plan may still be counting into: exported added to the current ones, so a
-/// reload that changes a service's endpoints neither resets nor loses a count.
+/// reload that changes a service's endpoints neither resets nor loses a count. One that
+/// no snapshot holds any more is folded into the service's own counters at the
+/// service's next change of endpoints (folding it into counters shared with the
+/// previous series could show a scrape of that series the count twice); until then it
+/// is carried, so a service carries at most one besides those of live snapshots.
 #[derive(Debug)]
 struct Carried {
     service: ServiceId,
     counts: Counts,
     /// (slot in `counts`, current slot it adds to).
-    map: Box<[(u16, u16)]>,
+    map: Box<[(u32, u32)]>,
 }
 
 /// The service and endpoint values of one plan, indexed like `Plan::services`; the
@@ -123,15 +127,18 @@ impl ServiceSeries {
                 continue;
             }
             let fresh = zeros(ENDPOINTS_AT + names.len());
-            let map = |pairs: &mut dyn Iterator<Item = (u16, u16)>| -> Box<[(u16, u16)]> {
+            let map = |pairs: &mut dyn Iterator<Item = (u32, u32)>| -> Box<[(u32, u32)]> {
                 pairs
-                    .filter_map(|(from, to)| slot(to as usize).map(|to| (from, to as u16)))
+                    .filter_map(|(from, to)| slot(to as usize).map(|to| (from, to as u32)))
                     .collect()
             };
             for c in earlier {
                 let map = map(&mut c.map.iter().copied());
                 if Arc::strong_count(&c.counts) == 1 {
-                    // No snapshot counts into these any more: fold them in.
+                    // No snapshot counts into these any more: fold them in. The fence
+                    // pairs with the release of the last other holder's reference, so
+                    // its last counts are seen (`strong_count` is a relaxed load).
+                    fence(Ordering::Acquire);
                     for &(from, to) in &*map {
                         let v = c.counts[from as usize].load(Ordering::Relaxed);
                         fresh[to as usize].fetch_add(v, Ordering::Relaxed);
@@ -145,7 +152,8 @@ impl ServiceSeries {
                 }
             }
             let own = prev.counts[oi.index()].clone();
-            let map = map(&mut (0..own.len() as u16).map(|j| (j, j)));
+            let slots = u32::try_from(own.len()).expect("fewer than 2^32 endpoints");
+            let map = map(&mut (0..slots).map(|j| (j, j)));
             carried.push(Carried {
                 service: si,
                 counts: own,

@@ -73,7 +73,8 @@ fn a_reload_keeps_kept_endpoints_series() {
 
 /// Counts through every generation of a service's endpoint list add up, in whatever
 /// order the generations' snapshots go away, and the counters of a generation no
-/// snapshot holds any more are folded into the current ones, not kept for ever.
+/// snapshot holds any more are folded into the current ones at the service's next
+/// change, so that a service carries at most one generation besides live ones.
 #[test]
 fn answer_counts_survive_successive_reloads_of_a_service() {
     let m = Metrics::new();

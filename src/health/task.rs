@@ -51,12 +51,12 @@ impl TaskCtx {
     /// half a megabyte of these lists, and a reload that keeps the task can change them.
     fn services(&self) -> String {
         let plan = self.plan.load();
-        let Some(plan) = plan.as_deref() else {
-            return String::new();
-        };
-        plan.target_at(self.addr, &self.check.name, self.host.as_deref())
-            .map(|t| plan.target_services(t).join(", "))
-            .unwrap_or_default()
+        let names = plan.as_deref().and_then(|plan| {
+            let t = plan.target_at(self.addr, &self.check.name, self.host.as_deref())?;
+            Some(plan.target_services(t).join(", "))
+        });
+        // A task that a reload is stopping has no target in the new plan.
+        names.unwrap_or_else(|| "none: the target left the configuration".into())
     }
 }
 

@@ -229,8 +229,8 @@ pub struct Check {
     pub jitter: Duration,
     /// tls and https checks.
     pub tls: Option<TlsSettings>,
-    /// Host and SNI come from each service (its `host`, by default its name), so each service sees
-    /// its own result through a shared gateway.
+    /// Host and SNI come from each service (its `host`, by default its name), so each
+    /// service sees its own result through a shared gateway.
     pub per_service: bool,
     pub user_agent: String,
 }

@@ -65,17 +65,13 @@ impl ServiceSeries {
     /// are the same gateways in the same order shares its counters, one whose list
     /// changed starts anew and carries the old counters of the gateways it kept.
     pub(super) fn for_plan(plan: &Arc<Plan>, prev: &ServiceSeries) -> ServiceSeries {
-        let none = Vec::new();
-        let old_services = prev.plan.as_ref().map_or(&none, |p| &p.services);
-        let old: HashMap<_, _> = old_services
+        let prev_plan = prev.plan.as_deref();
+        let old: HashMap<_, _> = prev_plan
             .iter()
-            .enumerate()
+            .flat_map(|p| p.services.iter().enumerate())
             .map(|(i, s)| (&s.name, ServiceId(i)))
             .collect();
-        let mut old_carried: HashMap<ServiceId, Vec<&Carried>> = HashMap::new();
-        for c in &prev.carried {
-            old_carried.entry(c.service).or_default().push(c);
-        }
+        let mut old_carried = prev.carried_by_service();
         fn gateway(p: &Plan, g: crate::plan::GatewayId) -> &str {
             p.gateways[g].name.as_str()
         }
@@ -91,7 +87,7 @@ impl ServiceSeries {
                 .iter()
                 .map(|e| gateway(plan, e.gateway))
                 .collect();
-            let Some((&oi, prev_plan)) = old.get(&s.name).zip(prev.plan.as_ref()) else {
+            let Some((&oi, prev_plan)) = old.get(&s.name).zip(prev_plan) else {
                 counts.push(zeros(ENDPOINTS_AT + names.len()));
                 up.extend(names.iter().map(|_| AtomicBool::new(false)));
                 continue;
@@ -197,7 +193,17 @@ impl ServiceSeries {
         self.carried.len()
     }
 
-    /// Service `s`'s counters as exported: its own plus those it carries.
+    /// The carried counter sets, by the service they add to.
+    fn carried_by_service(&self) -> HashMap<ServiceId, Vec<&Carried>> {
+        let mut by: HashMap<ServiceId, Vec<&Carried>> = HashMap::new();
+        for c in &self.carried {
+            by.entry(c.service).or_default().push(c);
+        }
+        by
+    }
+
+    /// Service `s`'s counters as exported: its own plus those it carries (`extra`,
+    /// from `carried_by_service`).
     fn values(&self, s: ServiceId, extra: &HashMap<ServiceId, Vec<&Carried>>) -> Vec<u64> {
         let mut v: Vec<u64> = self.counts[s.index()]
             .iter()
@@ -313,10 +319,7 @@ impl Collector for ServiceCollector {
         let Some(plan) = &series.plan else {
             return Vec::new();
         };
-        let mut extra: HashMap<ServiceId, Vec<&Carried>> = HashMap::new();
-        for c in &series.carried {
-            extra.entry(c.service).or_default().push(c);
-        }
+        let extra = series.carried_by_service();
         for (si, s) in plan.services.iter().enumerate() {
             let si = ServiceId(si);
             let values = series.values(si, &extra);

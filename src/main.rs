@@ -280,7 +280,7 @@ fn serve(plan: gslb::plan::Plan, path: Option<PathBuf>, demo: bool) -> anyhow::R
         }
         let per_addr = limits::udp_per_addr(&plan);
         let budget = descriptor_budget(&plan, per_addr)?;
-        let sockets = server::bind(&plan.server.listen, per_addr)?;
+        let sockets = server::bind(&plan.server.listen, per_addr, plan.server.xdp.as_ref())?;
         let admin_listener = match &plan.admin {
             Some(a) => Some(
                 tokio::net::TcpListener::bind(a.listen)
@@ -299,7 +299,7 @@ fn serve(plan: gslb::plan::Plan, path: Option<PathBuf>, demo: bool) -> anyhow::R
         let admin_settings = plan.admin.clone();
 
         let metrics = Metrics::new();
-        let tcp_metrics = metrics.tcp.clone();
+        let front = server::FrontMetrics::of(&metrics);
         let cluster = match plan.cluster.clone() {
             Some(c) => Some(
                 gslb::cluster::Cluster::start(c, metrics.cluster.clone())
@@ -335,7 +335,7 @@ fn serve(plan: gslb::plan::Plan, path: Option<PathBuf>, demo: bool) -> anyhow::R
             sockets,
             handler,
             limits,
-            tcp_metrics,
+            front,
             shutdown.clone(),
         ));
         shutdown.cancelled().await;

@@ -64,9 +64,17 @@ pub struct Plan {
     pub targets: Vec<Target>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdpSettings {
+    pub interface: String,
+    pub queues: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub listen: Vec<SocketAddr>,
+    /// The AF_XDP listener for the IPv4 listen addresses, if configured.
+    pub xdp: Option<XdpSettings>,
     pub udp_sockets: usize,
     pub max_udp_payload: u16,
     pub tcp_idle_timeout: Duration,

@@ -82,6 +82,14 @@ pub struct ServerDef {
     pub nsid: Option<Spanned<String>>,
     /// CH TXT version.bind. and version.server.; "" hides it.
     pub version: Option<String>,
+    /// Serve the IPv4 listen addresses over AF_XDP on this interface (its name, say
+    /// "eth0" or "lo"): an XDP program hands their queries to gslb before the kernel's
+    /// IP and UDP layers. Needs CAP_NET_ADMIN and CAP_BPF (or root). Unset: sockets only.
+    pub xdp_interface: Option<Spanned<String>>,
+    /// Receive queues of `xdp_interface` to serve, 0 to n-1: one AF_XDP socket and one
+    /// thread each. Queues beyond these reach the ordinary sockets.
+    #[serde(default = "default_xdp_queues")]
+    pub xdp_queues: Spanned<u32>,
 }
 
 fn yes() -> bool {
@@ -132,6 +140,8 @@ impl Default for ServerDef {
             cookie_secret_file: None,
             nsid: None,
             version: None,
+            xdp_interface: None,
+            xdp_queues: default_xdp_queues(),
         }
     }
 }
@@ -141,6 +151,9 @@ fn default_listen() -> Vec<Spanned<String>> {
 }
 fn default_udp_payload() -> Spanned<u16> {
     Spanned::new(0..0, 1232)
+}
+fn default_xdp_queues() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
 }
 fn default_udp_sockets() -> Spanned<usize> {
     Spanned::new(0..0, 0)

@@ -11,7 +11,7 @@ use super::compile::nonempty;
 use super::identity;
 use super::schema;
 use super::{ConfigError, Locator};
-use crate::plan::{AdminSettings, Net, Region, RegionId, RrlSettings, ServerSettings};
+use crate::plan::{AdminSettings, Net, Region, RegionId, RrlSettings, ServerSettings, XdpSettings};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -82,6 +82,55 @@ pub(super) fn count_in_range(loc: &Locator<'_>, n: &Spanned<usize>, what: &str) 
     Ok(())
 }
 
+/// Queues one AF_XDP listener may serve (a thread and 2 MiB of frames each).
+const MAX_XDP_QUEUES: u32 = 256;
+
+fn compile_xdp(
+    loc: &Locator<'_>,
+    s: &schema::ServerDef,
+    listen: &[SocketAddr],
+) -> Result<Option<XdpSettings>> {
+    let Some(name) = &s.xdp_interface else {
+        return Ok(None);
+    };
+    let n = name.get_ref();
+    // IFNAMSIZ is 16 with the NUL.
+    if n.is_empty() || n.len() > 15 || n.contains(['/', '\0']) || n.contains(char::is_whitespace) {
+        return Err(loc.error(
+            name.span(),
+            format!("xdp_interface {n:?} is not a network interface name"),
+        ));
+    }
+    let q = *s.xdp_queues.get_ref();
+    if q == 0 || q > MAX_XDP_QUEUES {
+        return Err(loc.error(
+            s.xdp_queues.span(),
+            format!("xdp_queues: {q} is out of range (1 to {MAX_XDP_QUEUES})"),
+        ));
+    }
+    // The program matches each address exactly, and a reply that must leave through
+    // the kernel needs the socket of the very address the query was sent to.
+    if let Some(i) = listen
+        .iter()
+        .position(|a| a.is_ipv4() && a.ip().is_unspecified())
+    {
+        return Err(loc.error(
+            s.listen[i].span(),
+            "with xdp_interface, an IPv4 listen address must be a specific address, not 0.0.0.0",
+        ));
+    }
+    if !listen.iter().any(|a| a.is_ipv4()) {
+        return Err(loc.error(
+            name.span(),
+            "xdp_interface serves IPv4 listen addresses, and [server] listen has none",
+        ));
+    }
+    Ok(Some(XdpSettings {
+        interface: n.clone(),
+        queues: q,
+    }))
+}
+
 pub(super) fn compile_server(loc: &Locator<'_>, s: &schema::ServerDef) -> Result<ServerSettings> {
     let mut listen = Vec::new();
     for l in &s.listen {
@@ -116,8 +165,10 @@ pub(super) fn compile_server(loc: &Locator<'_>, s: &schema::ServerDef) -> Result
             format!("udp_sockets must be at most {MAX_UDP_SOCKETS} per address"),
         ));
     }
+    let xdp = compile_xdp(loc, s, &listen)?;
     Ok(ServerSettings {
         listen,
+        xdp,
         udp_sockets: *s.udp_sockets.get_ref(),
         max_udp_payload: *s.max_udp_payload.get_ref(),
         tcp_idle_timeout: s.tcp_idle_timeout.get_ref().0,

@@ -13,6 +13,7 @@ mod service;
 mod tcp;
 mod udp;
 mod wire;
+mod xdp;
 
 pub use handler::{Handler, Outcome};
 pub use wire::formerr_reply;

@@ -24,13 +24,16 @@ use super::conns::Conns;
 use super::handler::Handler;
 use super::pktinfo;
 use super::wire::{formerr_reply, opt_framing_ok};
-use super::{fast, tcp, udp};
-use crate::metrics::TcpMetrics;
+use super::{fast, tcp, udp, xdp};
+use crate::metrics::{Metrics, TcpMetrics, XdpMetrics};
+use crate::plan::XdpSettings;
 
 /// Sockets bound for one configuration, before any task runs on them.
 pub struct Sockets {
     pub udp: Vec<std::net::UdpSocket>,
     pub tcp: Vec<std::net::TcpListener>,
+    /// The AF_XDP listener beside the sockets, once `attach_xdp` made it.
+    xdp: Option<xdp::Listener>,
 }
 
 impl Sockets {
@@ -45,12 +48,18 @@ impl Sockets {
 
 /// Binds `per_addr` UDP sockets (SO_REUSEPORT, so the kernel spreads queries across
 /// them and each loop runs on its own core) and one TCP listener per address. Port 0
-/// picks one free port shared by UDP and TCP.
-pub fn bind(listen: &[SocketAddr], per_addr: usize) -> io::Result<Sockets> {
+/// picks one free port shared by UDP and TCP. With `xdp`, also attaches the AF_XDP
+/// listener for the IPv4 addresses.
+pub fn bind(
+    listen: &[SocketAddr],
+    per_addr: usize,
+    xdp: Option<&XdpSettings>,
+) -> io::Result<Sockets> {
     let per_addr = per_addr.max(1);
     let mut out = Sockets {
         udp: Vec::new(),
         tcp: Vec::new(),
+        xdp: None,
     };
     for &addr in listen {
         let mut attempt = 0;
@@ -70,7 +79,28 @@ pub fn bind(listen: &[SocketAddr], per_addr: usize) -> io::Result<Sockets> {
             }
         }
     }
+    if let Some(x) = xdp {
+        attach_xdp(&mut out, x)?;
+    }
     Ok(out)
+}
+
+/// Attaches the AF_XDP listener for the bound IPv4 addresses (port 0 resolved), on
+/// `settings.interface`. The sockets stay: they serve what the listener does not take.
+fn attach_xdp(sockets: &mut Sockets, settings: &XdpSettings) -> io::Result<()> {
+    let listen: Vec<SocketAddr> = sockets
+        .local_addrs()
+        .into_iter()
+        .filter(xdp::takes)
+        .collect();
+    let l = xdp::open(&settings.interface, settings.queues, &listen).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot serve over XDP on {}: {e}", settings.interface),
+        )
+    })?;
+    sockets.xdp = Some(l);
+    Ok(())
 }
 
 fn bind_one(
@@ -122,15 +152,34 @@ pub struct TcpLimits {
     pub max_per_source: usize,
 }
 
+/// The counters the socket loops keep.
+pub struct FrontMetrics {
+    pub tcp: TcpMetrics,
+    pub xdp: XdpMetrics,
+}
+
+impl FrontMetrics {
+    pub fn of(m: &Metrics) -> FrontMetrics {
+        FrontMetrics {
+            tcp: m.tcp.clone(),
+            xdp: m.xdp.clone(),
+        }
+    }
+}
+
 /// Runs every socket until `shutdown` is cancelled. UDP loops stop at once; TCP
 /// listeners stop accepting and each connection finishes the query it is on.
 pub async fn run(
     sockets: Sockets,
     handler: Arc<Handler>,
     limits: TcpLimits,
-    metrics: TcpMetrics,
+    metrics: FrontMetrics,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
+    let FrontMetrics {
+        tcp: metrics,
+        xdp: xdp_metrics,
+    } = metrics;
     let mut tasks = JoinSet::new();
     // The blocking UDP loops watch a flag that follows the shutdown token.
     let stop = Arc::new(AtomicBool::new(false));
@@ -140,6 +189,32 @@ pub async fn run(
             shutdown.cancelled().await;
             stop.store(true, Ordering::Relaxed);
         });
+    }
+    // Held until every loop ends: dropping it detaches the program.
+    let mut _steering = None;
+    if let Some(l) = sockets.xdp {
+        // The ordinary socket of each address, for replies too large for a frame.
+        let mut kernel = Vec::new();
+        for s in &sockets.udp {
+            if let SocketAddr::V4(a) = s.local_addr()?
+                && !kernel.iter().any(|(k, _)| *k == a)
+            {
+                kernel.push((a, s.try_clone()?));
+            }
+        }
+        for (q, socket) in l.sockets.into_iter().enumerate() {
+            let (handler, stop, metrics) = (handler.clone(), stop.clone(), xdp_metrics.clone());
+            let kernel = kernel
+                .iter()
+                .map(|(a, s)| Ok((*a, s.try_clone()?)))
+                .collect::<io::Result<Vec<_>>>()?;
+            let max_frame = l.max_frame;
+            tracing::info!(queue = q, "DNS over XDP: serving a receive queue");
+            tasks.spawn_blocking(move || {
+                xdp::serve(socket, handler, stop, kernel, max_frame, metrics)
+            });
+        }
+        _steering = Some(l.steering);
     }
     for s in sockets.udp {
         if s.local_addr()?.ip().is_unspecified() {

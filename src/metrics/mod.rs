@@ -27,6 +27,7 @@ mod requests;
 mod rrl;
 mod targets;
 mod tcp;
+mod xdp;
 
 pub use probe::{ProbeOutcome, ProbeRecorder};
 
@@ -34,6 +35,7 @@ pub use cluster::ClusterMetrics;
 pub use query::{Dropped, PROTOS, PlanMetrics, Transport};
 pub use rrl::RrlMetrics;
 pub use tcp::{TcpClose, TcpMetrics};
+pub use xdp::{XdpCounts, XdpMetrics};
 
 /// The metric families, registered once per process.
 pub struct Metrics {
@@ -56,6 +58,7 @@ pub struct Metrics {
     pub probes_late: IntCounter,
     pub cert_expiry: prometheus::GaugeVec,
     pub tcp: TcpMetrics,
+    pub xdp: XdpMetrics,
     pub rrl: RrlMetrics,
     pub cluster: ClusterMetrics,
 }
@@ -165,6 +168,7 @@ impl Metrics {
         reg(Box::new(cert_expiry.clone()));
         reg(Box::new(build_info));
         let tcp = TcpMetrics::register(&registry);
+        let xdp = XdpMetrics::register(&registry);
         let rrl = RrlMetrics::register(&registry);
         let cluster = ClusterMetrics::register(&registry);
 
@@ -185,6 +189,7 @@ impl Metrics {
             probes_late,
             cert_expiry,
             tcp,
+            xdp,
             rrl,
             cluster,
         })

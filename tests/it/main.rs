@@ -25,3 +25,4 @@ mod robustness;
 mod rrl;
 mod smoke;
 mod tls;
+mod xdp;

@@ -1,0 +1,319 @@
+//! The AF_XDP listener (`[server] xdp_interface`): an XDP program on the interface
+//! hands each plain IPv4 UDP query for one of our listen addresses to an AF_XDP
+//! socket, and a thread per receive queue answers it by rewriting the frame in place
+//! into the reply (Ethernet, IPv4 and UDP headers turned around, the answer copied
+//! in) and sending it back out of the same interface. The kernel's IP and UDP layers,
+//! its socket queues and its routing lookup are skipped both ways: at saturation they
+//! were about three quarters of the CPU a query cost, in gslb and in gdnsd alike
+//! (issue 11, `PERF=1 benches/peer_compare.sh`).
+//!
+//! What the program does not take goes through the kernel as before, to the ordinary
+//! sockets, which stay bound: IPv6, IPv4 with options, fragments, and every queue
+//! without a socket. A reply too large for the frame or for the interface's MTU
+//! leaves through the ordinary socket of its listen address, which fragments it.
+//! Every query still goes through `server::answer`: cookies, ECS and rate limiting
+//! apply as on every other path.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use gslb_xdp::{Match, Socket, Steering};
+use hickory_server::net::xfer::Protocol;
+use tracing::{debug, error};
+
+use super::handler::Handler;
+use super::server::answer;
+use crate::metrics::{XdpCounts, XdpMetrics};
+
+/// Frames answered per batch (one `sendto` sends them all).
+const BATCH: u32 = 32;
+/// How often an idle loop looks at the stop flag.
+const POLL_SHUTDOWN: Duration = Duration::from_millis(200);
+/// Ethernet, IPv4 without options, UDP.
+const HEADERS: usize = 14 + 20 + 8;
+
+/// The program on the interface and one socket per queue, before the threads run.
+pub struct Listener {
+    /// Held for as long as the listener serves; dropping it detaches the program.
+    pub steering: Steering,
+    pub sockets: Vec<Socket>,
+    /// The largest frame the interface sends: its MTU plus the Ethernet header.
+    pub max_frame: usize,
+}
+
+/// Attaches to `interface` for `listen` (specific IPv4 addresses; the config checks
+/// that) with a socket on each of queues `0..queues`.
+pub fn open(interface: &str, queues: u32, listen: &[SocketAddr]) -> io::Result<Listener> {
+    let ifindex = gslb_xdp::ifindex(interface)?;
+    let mtu = std::fs::read_to_string(format!("/sys/class/net/{interface}/mtu"))
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(1500);
+    let matches: Vec<Match> = listen
+        .iter()
+        .filter_map(|a| match a {
+            SocketAddr::V4(v4) if !v4.ip().is_unspecified() => Some(Match {
+                addr: Some(*v4.ip()),
+                port: v4.port(),
+            }),
+            _ => None,
+        })
+        .collect();
+    loopback_ready(interface, &matches)?;
+    let steering = Steering::attach(ifindex, queues, &matches)?;
+    let mut sockets = Vec::with_capacity(queues as usize);
+    for q in 0..queues {
+        let s = Socket::new(ifindex, q)?;
+        steering.insert(q, &s)?;
+        sockets.push(s);
+    }
+    Ok(Listener {
+        steering,
+        sockets,
+        max_frame: mtu.saturating_add(14),
+    })
+}
+
+/// A reply sent out of an interface over XDP comes back in through the kernel's IP
+/// layer with no route attached, as if from a wire: on loopback, the kernel drops it
+/// (a 127/8 or local source is a martian there) unless `route_localnet` and
+/// `accept_local` are on for the interface. Refusing to start says so; serving would
+/// send every reply into the void.
+fn loopback_ready(interface: &str, matches: &[Match]) -> io::Result<()> {
+    let sysfs = |what: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{what}"))
+            .map(|s| s.trim() == "1")
+            .unwrap_or(false)
+    };
+    let is_loopback = std::fs::read_to_string(format!("/sys/class/net/{interface}/type"))
+        .is_ok_and(|t| t.trim() == "772"); // ARPHRD_LOOPBACK
+    if !is_loopback {
+        return Ok(());
+    }
+    let on = |k: &str| sysfs(&format!("{interface}/{k}")) || sysfs(&format!("all/{k}"));
+    let mut missing = Vec::new();
+    if matches
+        .iter()
+        .any(|m| m.addr.is_some_and(|a| a.is_loopback()))
+        && !on("route_localnet")
+    {
+        missing.push(format!("net.ipv4.conf.{interface}.route_localnet=1"));
+    }
+    if !on("accept_local") {
+        missing.push(format!("net.ipv4.conf.{interface}.accept_local=1"));
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(io::Error::other(format!(
+        "replies over XDP on the loopback interface need sysctl {} (the kernel drops a \
+         loopback-sourced packet that did not come through its own stack otherwise)",
+        missing.join(" and ")
+    )))
+}
+
+/// Serves one queue's socket until `stop` is set; call on a thread that may block.
+/// `kernel` holds the ordinary socket of each listen address, for replies that do not
+/// fit a frame.
+pub fn serve(
+    mut socket: Socket,
+    handler: Arc<Handler>,
+    stop: Arc<AtomicBool>,
+    kernel: Vec<(SocketAddrV4, std::net::UdpSocket)>,
+    max_frame: usize,
+    metrics: XdpMetrics,
+) {
+    let mut out = Vec::with_capacity(1232);
+    while !stop.load(Ordering::Relaxed) {
+        match socket.wait(POLL_SHUTDOWN) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                error!(error = %e, "xdp socket wait failed; this queue stops serving");
+                return;
+            }
+        }
+        let mut counts = XdpCounts::default();
+        let r = socket.serve_batch(BATCH, |frame, len| {
+            reply(
+                &handler,
+                frame,
+                len,
+                max_frame,
+                &kernel,
+                &mut out,
+                &mut counts,
+            )
+        });
+        metrics.add(&counts);
+        if let Err(e) = r {
+            debug!(error = %e, "xdp send");
+        }
+    }
+}
+
+/// The reply to the frame's query written over it, and its length; `None` when there
+/// is nothing to send from the frame (not a query of ours, no answer, or the answer
+/// left through the kernel).
+fn reply(
+    handler: &Handler,
+    frame: &mut [u8],
+    len: usize,
+    max_frame: usize,
+    kernel: &[(SocketAddrV4, std::net::UdpSocket)],
+    out: &mut Vec<u8>,
+    counts: &mut XdpCounts,
+) -> Option<usize> {
+    let Some(q) = parse(&frame[..len]) else {
+        counts.dropped += 1;
+        return None;
+    };
+    let query = &frame[HEADERS..HEADERS + q.payload];
+    if !answer(handler, query, SocketAddr::V4(q.src), Protocol::Udp, out) {
+        counts.dropped += 1;
+        return None;
+    }
+    let total = HEADERS + out.len();
+    if total > frame.len() || total > max_frame {
+        counts.kernel += 1;
+        let via = kernel.iter().find(|(a, _)| *a == q.dst).map(|(_, s)| s);
+        match via.map(|s| s.send_to(out, q.src)) {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => debug!(error = %e, src = %q.src, "udp send of a large reply"),
+            None => debug!(dst = %q.dst, "no socket for a large reply"),
+        }
+        return None;
+    }
+    frame[HEADERS..total].copy_from_slice(out);
+    write_headers(&mut frame[..total], &q);
+    counts.answered += 1;
+    Some(total)
+}
+
+/// A query datagram's addresses and the length of its UDP payload (which starts at
+/// `HEADERS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Query {
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    payload: usize,
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn ip4(b: &[u8], at: usize) -> Ipv4Addr {
+    Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3])
+}
+
+/// Checks what the kernel's IP and UDP layers would have (the program checked only
+/// the shape): lengths, the header checksum and a source one could answer. `None` drops the frame, as the kernel would.
+fn parse(f: &[u8]) -> Option<Query> {
+    if f.len() < HEADERS || be16(f, 12) != 0x0800 || f[14] != 0x45 || f[23] != 17 {
+        return None;
+    }
+    if be16(f, 20) & 0x3fff != 0 {
+        return None; // a fragment
+    }
+    let ip_len = usize::from(be16(f, 16));
+    if ip_len < 28 || 14 + ip_len > f.len() || fold(sum(&f[14..34], 0)) != 0xffff {
+        return None;
+    }
+    let udp_len = usize::from(be16(f, 38));
+    if udp_len < 8 || udp_len > ip_len - 20 {
+        return None;
+    }
+    let src = ip4(f, 26);
+    let dst = ip4(f, 30);
+    // The UDP checksum is not checked: a datagram sent over loopback carries only the
+    // pseudo-header's part of it (the kernel offloads the rest to "hardware" that
+    // loopback does not need), so every local query would fail; a NIC has checked
+    // it, or the frame check sequence has caught the damage, and a damaged query that
+    // got through is still only a DNS message to parse, as any client can send.
+    if src.is_unspecified() || src.is_broadcast() || src.is_multicast() || be16(f, 34) == 0 {
+        return None; // cannot be answered, or a reflection trick
+    }
+    Some(Query {
+        src: SocketAddrV4::new(src, be16(f, 34)),
+        dst: SocketAddrV4::new(dst, be16(f, 36)),
+        payload: udp_len - 8,
+    })
+}
+
+/// Turns the headers of `f` (whose payload from `HEADERS` is already the reply)
+/// around: to the query's source from the address and port it was sent to.
+fn write_headers(f: &mut [u8], q: &Query) {
+    let total = f.len();
+    for i in 0..6 {
+        f.swap(i, 6 + i);
+    }
+    let ip_len = (total - 14) as u16;
+    f[14] = 0x45;
+    f[15] = 0;
+    f[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    f[18..20].copy_from_slice(&[0, 0]); // id: unused with don't-fragment set
+    f[20..22].copy_from_slice(&0x4000u16.to_be_bytes());
+    f[22] = 64;
+    f[23] = 17;
+    f[24..26].copy_from_slice(&[0, 0]);
+    f[26..30].copy_from_slice(&q.dst.ip().octets());
+    f[30..34].copy_from_slice(&q.src.ip().octets());
+    let csum = !fold(sum(&f[14..34], 0));
+    f[24..26].copy_from_slice(&csum.to_be_bytes());
+    let udp_len = total - 34;
+    f[34..36].copy_from_slice(&q.dst.port().to_be_bytes());
+    f[36..38].copy_from_slice(&q.src.port().to_be_bytes());
+    f[38..40].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    f[40..42].copy_from_slice(&[0, 0]);
+    let c = !fold(sum(&f[34..], pseudo(*q.dst.ip(), *q.src.ip(), udp_len)));
+    // A computed zero is sent as all ones: zero means "no checksum" (RFC 768).
+    let c = if c == 0 { 0xffff } else { c };
+    f[40..42].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The UDP pseudo-header's share of the checksum sum.
+fn pseudo(src: Ipv4Addr, dst: Ipv4Addr, udp_len: usize) -> u64 {
+    let (s, d) = (src.octets(), dst.octets());
+    let words = [
+        u16::from_be_bytes([s[0], s[1]]),
+        u16::from_be_bytes([s[2], s[3]]),
+        u16::from_be_bytes([d[0], d[1]]),
+        u16::from_be_bytes([d[2], d[3]]),
+        17,
+        udp_len as u16,
+    ];
+    words.iter().map(|&w| u64::from(w)).sum()
+}
+
+/// The ones'-complement sum of `b` as 16-bit big-endian words (an odd last byte
+/// padded with zero), added to `acc`, not yet folded.
+fn sum(b: &[u8], acc: u64) -> u64 {
+    let mut acc = acc;
+    let mut chunks = b.chunks_exact(2);
+    for c in &mut chunks {
+        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        acc += u64::from(*last) << 8;
+    }
+    acc
+}
+
+fn fold(mut acc: u64) -> u16 {
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// The listen addresses the program takes: the specific IPv4 ones.
+pub fn takes(addr: &SocketAddr) -> bool {
+    matches!(addr.ip(), IpAddr::V4(v4) if !v4.is_unspecified())
+}
+
+#[cfg(test)]
+mod tests;

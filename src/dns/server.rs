@@ -202,17 +202,21 @@ pub async fn run(
                 kernel.push((a, s.try_clone()?));
             }
         }
+        let queues = xdp::Queues {
+            handler: handler.clone(),
+            stop: stop.clone(),
+            metrics: xdp_metrics,
+            interface: l.interface.clone(),
+            loopback: l.loopback,
+        };
         for (q, socket) in l.sockets.into_iter().enumerate() {
-            let (handler, stop, metrics) = (handler.clone(), stop.clone(), xdp_metrics.clone());
             let kernel = kernel
                 .iter()
                 .map(|(a, s)| Ok((*a, s.try_clone()?)))
                 .collect::<io::Result<Vec<_>>>()?;
-            let max_frame = l.max_frame;
             tracing::info!(queue = q, "DNS over XDP: serving a receive queue");
-            tasks.spawn_blocking(move || {
-                xdp::serve(socket, handler, stop, kernel, max_frame, metrics)
-            });
+            let queues = queues.clone();
+            tasks.spawn_blocking(move || xdp::serve(socket, queues, kernel));
         }
         _steering = Some(l.steering);
     }

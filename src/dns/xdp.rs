@@ -16,12 +16,14 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gslb_xdp::{Match, Socket, Steering};
 use hickory_server::net::xfer::Protocol;
+use nix::sys::socket::{MsgFlags, SockaddrIn, sendto};
 use tracing::{debug, error};
 
 use super::handler::Handler;
@@ -40,18 +42,15 @@ pub struct Listener {
     /// Held for as long as the listener serves; dropping it detaches the program.
     pub steering: Steering,
     pub sockets: Vec<Socket>,
-    /// The largest frame the interface sends: its MTU plus the Ethernet header.
-    pub max_frame: usize,
+    pub interface: Arc<str>,
+    /// `lo` or another loopback device: checksums and sources are looser there.
+    pub loopback: bool,
 }
 
 /// Attaches to `interface` for `listen` (specific IPv4 addresses; the config checks
 /// that) with a socket on each of queues `0..queues`.
 pub fn open(interface: &str, queues: u32, listen: &[SocketAddr]) -> io::Result<Listener> {
     let ifindex = gslb_xdp::ifindex(interface)?;
-    let mtu = std::fs::read_to_string(format!("/sys/class/net/{interface}/mtu"))
-        .ok()
-        .and_then(|s| s.trim().parse::<usize>().ok())
-        .unwrap_or(1500);
     let matches: Vec<Match> = listen
         .iter()
         .filter_map(|a| match a {
@@ -62,7 +61,11 @@ pub fn open(interface: &str, queues: u32, listen: &[SocketAddr]) -> io::Result<L
             _ => None,
         })
         .collect();
-    loopback_ready(interface, &matches)?;
+    let loopback = std::fs::read_to_string(format!("/sys/class/net/{interface}/type"))
+        .is_ok_and(|t| t.trim() == "772"); // ARPHRD_LOOPBACK
+    if loopback {
+        loopback_ready(interface, &matches)?;
+    }
     let steering = Steering::attach(ifindex, queues, &matches)?;
     let mut sockets = Vec::with_capacity(queues as usize);
     for q in 0..queues {
@@ -73,8 +76,18 @@ pub fn open(interface: &str, queues: u32, listen: &[SocketAddr]) -> io::Result<L
     Ok(Listener {
         steering,
         sockets,
-        max_frame: mtu.saturating_add(14),
+        interface: interface.into(),
+        loopback,
     })
+}
+
+/// The largest frame `interface` sends now: its MTU plus the Ethernet header.
+fn max_frame(interface: &str) -> usize {
+    std::fs::read_to_string(format!("/sys/class/net/{interface}/mtu"))
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(1500)
+        .saturating_add(14)
 }
 
 /// A reply sent out of an interface over XDP comes back in through the kernel's IP
@@ -88,11 +101,6 @@ fn loopback_ready(interface: &str, matches: &[Match]) -> io::Result<()> {
             .map(|s| s.trim() == "1")
             .unwrap_or(false)
     };
-    let is_loopback = std::fs::read_to_string(format!("/sys/class/net/{interface}/type"))
-        .is_ok_and(|t| t.trim() == "772"); // ARPHRD_LOOPBACK
-    if !is_loopback {
-        return Ok(());
-    }
     let on = |k: &str| sysfs(&format!("{interface}/{k}")) || sysfs(&format!("all/{k}"));
     let mut missing = Vec::new();
     if matches
@@ -115,82 +123,123 @@ fn loopback_ready(interface: &str, matches: &[Match]) -> io::Result<()> {
     )))
 }
 
+/// What every queue's thread shares.
+#[derive(Clone)]
+pub struct Queues {
+    pub handler: Arc<Handler>,
+    pub stop: Arc<AtomicBool>,
+    pub metrics: XdpMetrics,
+    pub interface: Arc<str>,
+    pub loopback: bool,
+}
+
+/// How often a queue reads the kernel's drop counts and the interface's MTU.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
 /// Serves one queue's socket until `stop` is set; call on a thread that may block.
 /// `kernel` holds the ordinary socket of each listen address, for replies that do not
-/// fit a frame.
-pub fn serve(
-    mut socket: Socket,
-    handler: Arc<Handler>,
-    stop: Arc<AtomicBool>,
-    kernel: Vec<(SocketAddrV4, std::net::UdpSocket)>,
-    max_frame: usize,
-    metrics: XdpMetrics,
-) {
+/// fit a frame. A socket error other than a full queue ends the thread: its socket
+/// closes, which takes it out of the program's map, and the queue's queries go on to
+/// the kernel's sockets.
+pub fn serve(mut socket: Socket, q: Queues, kernel: Vec<(SocketAddrV4, std::net::UdpSocket)>) {
     let mut out = Vec::with_capacity(1232);
-    while !stop.load(Ordering::Relaxed) {
+    let mut max = max_frame(&q.interface);
+    let mut next_check = Instant::now() + HOUSEKEEPING;
+    let mut lost_seen = 0;
+    let give_up = |e: io::Error| {
+        error!(error = %e, interface = %q.interface,
+            "AF_XDP socket failed; its queue's queries go to the kernel's sockets from now on");
+    };
+    while !q.stop.load(Ordering::Relaxed) {
+        if Instant::now() >= next_check {
+            next_check = Instant::now() + HOUSEKEEPING;
+            max = max_frame(&q.interface);
+            if let Ok(st) = socket.statistics() {
+                q.metrics.add(&XdpCounts {
+                    lost: st.rx_lost.saturating_sub(lost_seen),
+                    ..XdpCounts::default()
+                });
+                lost_seen = st.rx_lost;
+            }
+        }
         match socket.wait(POLL_SHUTDOWN) {
             Ok(true) => {}
             Ok(false) => continue,
-            Err(e) => {
-                error!(error = %e, "xdp socket wait failed; this queue stops serving");
-                return;
-            }
+            Err(e) => return give_up(e),
         }
         let mut counts = XdpCounts::default();
         let r = socket.serve_batch(BATCH, |frame, len| {
-            reply(
-                &handler,
-                frame,
-                len,
-                max_frame,
-                &kernel,
-                &mut out,
-                &mut counts,
-            )
+            let ctx = Ctx {
+                handler: &q.handler,
+                max_frame: max,
+                kernel: &kernel,
+                loopback: q.loopback,
+            };
+            reply(&ctx, frame, len, &mut out, &mut counts)
         });
-        metrics.add(&counts);
+        q.metrics.add(&counts);
         if let Err(e) = r {
-            debug!(error = %e, "xdp send");
+            return give_up(e);
         }
     }
+}
+
+/// What answering one frame needs besides the frame.
+struct Ctx<'a> {
+    handler: &'a Handler,
+    max_frame: usize,
+    kernel: &'a [(SocketAddrV4, std::net::UdpSocket)],
+    loopback: bool,
 }
 
 /// The reply to the frame's query written over it, and its length; `None` when there
 /// is nothing to send from the frame (not a query of ours, no answer, or the answer
 /// left through the kernel).
 fn reply(
-    handler: &Handler,
+    ctx: &Ctx<'_>,
     frame: &mut [u8],
     len: usize,
-    max_frame: usize,
-    kernel: &[(SocketAddrV4, std::net::UdpSocket)],
     out: &mut Vec<u8>,
     counts: &mut XdpCounts,
 ) -> Option<usize> {
-    let Some(q) = parse(&frame[..len]) else {
+    let Some(q) = parse(&frame[..len], ctx.loopback) else {
         counts.dropped += 1;
         return None;
     };
     let query = &frame[HEADERS..HEADERS + q.payload];
-    if !answer(handler, query, SocketAddr::V4(q.src), Protocol::Udp, out) {
+    if !answer(
+        ctx.handler,
+        query,
+        SocketAddr::V4(q.src),
+        Protocol::Udp,
+        out,
+    ) {
         counts.dropped += 1;
         return None;
     }
     let total = HEADERS + out.len();
-    if total > frame.len() || total > max_frame {
+    if total > frame.len() || total > ctx.max_frame {
         counts.kernel += 1;
-        let via = kernel.iter().find(|(a, _)| *a == q.dst).map(|(_, s)| s);
-        match via.map(|s| s.send_to(out, q.src)) {
-            Some(Ok(_)) => {}
-            Some(Err(e)) => debug!(error = %e, src = %q.src, "udp send of a large reply"),
-            None => debug!(dst = %q.dst, "no socket for a large reply"),
-        }
+        send_through_kernel(ctx.kernel, &q, out);
         return None;
     }
     frame[HEADERS..total].copy_from_slice(out);
     write_headers(&mut frame[..total], &q);
     counts.answered += 1;
     Some(total)
+}
+
+/// A reply too large for a frame, from the ordinary socket of the address the query
+/// was sent to, without waiting: a full send buffer must not stall the queue.
+fn send_through_kernel(kernel: &[(SocketAddrV4, std::net::UdpSocket)], q: &Query, out: &[u8]) {
+    let Some((_, s)) = kernel.iter().find(|(a, _)| *a == q.dst) else {
+        debug!(dst = %q.dst, "no socket for a large reply");
+        return;
+    };
+    let to = SockaddrIn::from(q.src);
+    if let Err(e) = sendto(s.as_raw_fd(), out, &to, MsgFlags::MSG_DONTWAIT) {
+        debug!(error = %e, src = %q.src, "udp send of a large reply");
+    }
 }
 
 /// A query datagram's addresses and the length of its UDP payload (which starts at
@@ -210,11 +259,18 @@ fn ip4(b: &[u8], at: usize) -> Ipv4Addr {
     Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3])
 }
 
-/// Checks what the kernel's IP and UDP layers would have (the program checked only
-/// the shape): lengths, the header checksum and a source one could answer. `None` drops the frame, as the kernel would.
-fn parse(f: &[u8]) -> Option<Query> {
+/// Checks what the kernel's Ethernet, IP and UDP layers would have (the program
+/// checked only the shape): a frame for this host, lengths, the header checksum, the
+/// UDP checksum, and a source one could answer. `None` drops the frame, as the kernel
+/// would. On loopback the UDP checksum is not checked (a datagram sent over loopback
+/// carries only the pseudo-header's part of it: the rest is left to "hardware" that
+/// loopback does not need), and loopback sources are ordinary.
+fn parse(f: &[u8], loopback: bool) -> Option<Query> {
     if f.len() < HEADERS || be16(f, 12) != 0x0800 || f[14] != 0x45 || f[23] != 17 {
         return None;
+    }
+    if f[0] & 1 != 0 {
+        return None; // to an Ethernet broadcast or multicast address: not to us alone
     }
     if be16(f, 20) & 0x3fff != 0 {
         return None; // a fragment
@@ -229,11 +285,15 @@ fn parse(f: &[u8]) -> Option<Query> {
     }
     let src = ip4(f, 26);
     let dst = ip4(f, 30);
-    // The UDP checksum is not checked: a datagram sent over loopback carries only the
-    // pseudo-header's part of it (the kernel offloads the rest to "hardware" that
-    // loopback does not need), so every local query would fail; a NIC has checked
-    // it, or the frame check sequence has caught the damage, and a damaged query that
-    // got through is still only a DNS message to parse, as any client can send.
+    if !loopback
+        && be16(f, 40) != 0
+        && fold(sum(&f[34..34 + udp_len], pseudo(src, dst, udp_len))) != 0xffff
+    {
+        return None;
+    }
+    if !loopback && src.is_loopback() {
+        return None; // a martian from the wire
+    }
     if src.is_unspecified() || src.is_broadcast() || src.is_multicast() || be16(f, 34) == 0 {
         return None; // cannot be answered, or a reflection trick
     }

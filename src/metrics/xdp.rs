@@ -16,6 +16,9 @@ pub struct XdpCounts {
     /// No reply: not a well-formed IPv4 UDP datagram, or no answer was due (a
     /// response, a rate-limited query, a runt).
     pub dropped: u64,
+    /// Never seen: the kernel had no room in the socket's ring or no frame to
+    /// receive into (its own count, read once a second).
+    pub lost: u64,
 }
 
 #[derive(Clone)]
@@ -23,6 +26,7 @@ pub struct XdpMetrics {
     answered: IntCounter,
     kernel: IntCounter,
     dropped: IntCounter,
+    lost: IntCounter,
 }
 
 impl XdpMetrics {
@@ -30,7 +34,7 @@ impl XdpMetrics {
         let frames = must(IntCounterVec::new(
             Opts::new(
                 "gslb_dns_xdp_frames_total",
-                "Queries the AF_XDP listener received, by outcome: answered (the reply left over XDP), kernel (the reply was too large for a frame or the MTU and left through the kernel's socket), dropped (no reply).",
+                "Queries the AF_XDP listener received, by outcome: answered (the reply was handed to the kernel to send over XDP), kernel (the reply was too large for a frame or the MTU and left through the kernel's socket), dropped (no reply), lost (the kernel had no room for the frame: never seen).",
             ),
             &["outcome"],
         ));
@@ -39,6 +43,7 @@ impl XdpMetrics {
             answered: frames.with_label_values(&["answered"]),
             kernel: frames.with_label_values(&["kernel"]),
             dropped: frames.with_label_values(&["dropped"]),
+            lost: frames.with_label_values(&["lost"]),
         }
     }
 
@@ -47,6 +52,7 @@ impl XdpMetrics {
             (&self.answered, c.answered),
             (&self.kernel, c.kernel),
             (&self.dropped, c.dropped),
+            (&self.lost, c.lost),
         ] {
             if n > 0 {
                 counter.inc_by(n);

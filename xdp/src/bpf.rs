@@ -58,6 +58,12 @@ impl Steering {
     /// with room for sockets on queues `0..queues`. Until [`Steering::insert`] puts a
     /// socket on a queue, that queue's datagrams go on to the kernel's stack.
     pub fn attach(ifindex: u32, queues: u32, matches: &[Match]) -> io::Result<Steering> {
+        if matches.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no IPv4 address and port to steer",
+            ));
+        }
         let map = map_create(queues.max(1))?;
         let insns = program(map.as_raw_fd(), matches);
         let prog = prog_load(&insns)?;
@@ -143,29 +149,39 @@ fn map_create(entries: u32) -> io::Result<OwnedFd> {
         .map_err(|e| io::Error::new(e.kind(), format!("cannot create the XDP socket map: {e}")))
 }
 
+/// Loads without the verifier's log first (a log too small for it fails a program
+/// that would pass), and only on failure again with the log, for the error.
 fn prog_load(insns: &[Insn]) -> io::Result<OwnedFd> {
     let license = c"GPL";
-    let mut log = vec![0u8; 16 * 1024];
-    let mut attr = Attr::default();
-    attr.put_u32(0, BPF_PROG_TYPE_XDP);
-    attr.put_u32(4, insns.len() as u32);
-    attr.put_u64(8, insns.as_ptr() as u64);
-    attr.put_u64(16, license.as_ptr() as u64);
-    attr.put_u32(24, 1); // log_level
-    attr.put_u32(28, log.len() as u32);
-    attr.put_u64(32, log.as_mut_ptr() as u64);
-    attr.0[48..48 + 8].copy_from_slice(b"gslb_dns");
-    attr.put_u32(68, BPF_XDP); // expected_attach_type
-    sys_bpf_fd(BPF_PROG_LOAD, &mut attr).map_err(|e| {
+    let load = |log: Option<&mut Vec<u8>>| {
+        let mut attr = Attr::default();
+        attr.put_u32(0, BPF_PROG_TYPE_XDP);
+        attr.put_u32(4, insns.len() as u32);
+        attr.put_u64(8, insns.as_ptr() as u64);
+        attr.put_u64(16, license.as_ptr() as u64);
+        if let Some(log) = log {
+            attr.put_u32(24, 1); // log_level
+            attr.put_u32(28, log.len() as u32);
+            attr.put_u64(32, log.as_mut_ptr() as u64);
+        }
+        attr.0[48..48 + 8].copy_from_slice(b"gslb_dns");
+        attr.put_u32(68, BPF_XDP); // expected_attach_type
+        sys_bpf_fd(BPF_PROG_LOAD, &mut attr)
+    };
+    load(None).or_else(|e| {
+        let mut log = vec![0u8; 256 * 1024];
+        let again = load(Some(&mut log));
         let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
         let text = String::from_utf8_lossy(&log[..end]);
-        io::Error::new(
-            e.kind(),
-            format!(
-                "the kernel refused the XDP program: {e}; verifier: {}",
-                text.trim()
-            ),
-        )
+        again.map_err(|_| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "the kernel refused the XDP program: {e}; verifier: {}",
+                    text.trim()
+                ),
+            )
+        })
     })
 }
 

@@ -15,8 +15,18 @@
 //!
 //! Packet contents (Ethernet, IPv4, UDP, checksums) are the caller's business.
 
+// The ring offsets passed to mmap need a 64-bit off_t, and the instruction encoding
+// puts the destination register in the low nibble as little-endian kernels read it.
+#[cfg(not(all(
+    target_os = "linux",
+    target_pointer_width = "64",
+    target_endian = "little"
+)))]
+compile_error!("gslb-xdp supports 64-bit little-endian Linux only");
+
 mod bpf;
+mod ring;
 mod xsk;
 
 pub use bpf::{Match, Steering, ifindex};
-pub use xsk::{FRAMES, Socket};
+pub use xsk::{FRAMES, Socket, Statistics};

@@ -10,9 +10,9 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+use crate::ring::{Mapping, Ring};
 
 /// Frames in the UMEM, each [`FRAME`] bytes: 2 MiB per socket, pinned by the kernel.
 pub const FRAMES: u32 = 1024;
@@ -22,142 +22,11 @@ const FRAME: u64 = 2048;
 /// RX and TX ring entries; fill and completion hold every frame.
 const RING: u32 = 512;
 
-/// A mapping we unmap on drop.
-struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl Mapping {
-    fn new(fd: Option<RawFd>, len: usize, offset: libc::off_t) -> io::Result<Mapping> {
-        let (flags, fd) = match fd {
-            Some(fd) => (libc::MAP_SHARED | libc::MAP_POPULATE, fd),
-            None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1),
-        };
-        // SAFETY: a fresh mapping that aliases nothing of ours.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                fd,
-                offset,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mapping {
-            ptr: NonNull::new(p.cast()).expect("mmap does not return null on success"),
-            len,
-        })
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping, unmapped once.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
-
-/// One ring: a producer and a consumer index that run freely (wrapping at 2^32) and
-/// `size` entries of `T`. On the side we produce we own the producer index; on the
-/// side we consume, the consumer index.
-struct Ring<T> {
-    _map: Mapping,
-    producer: NonNull<AtomicU32>,
-    consumer: NonNull<AtomicU32>,
-    entries: NonNull<T>,
-    mask: u32,
-    /// Our own index (the producer's or the consumer's), mirrored in the ring.
-    mine: u32,
-}
-
-impl<T: Copy> Ring<T> {
-    fn map(fd: RawFd, size: u32, off: &libc::xdp_ring_offset, pgoff: u64) -> io::Result<Self> {
-        let len = off.desc as usize + size as usize * std::mem::size_of::<T>();
-        let map = Mapping::new(Some(fd), len, pgoff as libc::off_t)?;
-        let base = map.ptr.as_ptr();
-        // SAFETY: the offsets the kernel gave lie inside the mapping of `len` bytes,
-        // and the indexes are 4-aligned u32 words the kernel updates atomically.
-        let (producer, consumer, entries) = unsafe {
-            (
-                NonNull::new_unchecked(base.add(off.producer as usize).cast::<AtomicU32>()),
-                NonNull::new_unchecked(base.add(off.consumer as usize).cast::<AtomicU32>()),
-                NonNull::new_unchecked(base.add(off.desc as usize).cast::<T>()),
-            )
-        };
-        Ok(Ring {
-            _map: map,
-            producer,
-            consumer,
-            entries,
-            mask: size - 1,
-            mine: 0,
-        })
-    }
-
-    fn producer(&self) -> &AtomicU32 {
-        // SAFETY: points into our mapping, which lives as long as `self`.
-        unsafe { self.producer.as_ref() }
-    }
-
-    fn consumer(&self) -> &AtomicU32 {
-        // SAFETY: as for `producer`.
-        unsafe { self.consumer.as_ref() }
-    }
-
-    // --- the side we produce (fill, TX)
-
-    /// Slots free for us to fill.
-    fn free(&self) -> u32 {
-        let used = self
-            .mine
-            .wrapping_sub(self.consumer().load(Ordering::Acquire));
-        self.mask + 1 - used
-    }
-
-    /// Writes one entry; the caller checked `free()`. Visible after `publish`.
-    fn push(&mut self, v: T) {
-        let i = (self.mine & self.mask) as usize;
-        // SAFETY: `i` is inside the ring, and the slot is ours until published.
-        unsafe { self.entries.as_ptr().add(i).write(v) };
-        self.mine = self.mine.wrapping_add(1);
-    }
-
-    fn publish(&self) {
-        self.producer().store(self.mine, Ordering::Release);
-    }
-
-    /// Entries we published that the kernel has not taken yet.
-    fn unconsumed(&self) -> u32 {
-        self.mine
-            .wrapping_sub(self.consumer().load(Ordering::Acquire))
-    }
-
-    // --- the side we consume (RX, completion)
-
-    /// Entries ready for us.
-    fn ready(&self) -> u32 {
-        self.producer()
-            .load(Ordering::Acquire)
-            .wrapping_sub(self.mine)
-    }
-
-    /// The `k`-th ready entry; the caller checked `ready()`.
-    fn peek(&self, k: u32) -> T {
-        let i = (self.mine.wrapping_add(k) & self.mask) as usize;
-        // SAFETY: inside the ring; the kernel published it (Acquire in `ready`).
-        unsafe { self.entries.as_ptr().add(i).read() }
-    }
-
-    /// Gives `n` consumed entries back to the kernel.
-    fn release(&mut self, n: u32) {
-        self.mine = self.mine.wrapping_add(n);
-        self.consumer().store(self.mine, Ordering::Release);
-    }
+/// See [`Socket::statistics`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Statistics {
+    pub rx_lost: u64,
+    pub tx_invalid: u64,
 }
 
 /// An AF_XDP socket bound to one queue of one interface, in copy mode.
@@ -250,9 +119,10 @@ impl Socket {
         })
     }
 
-    /// The kernel's counts for this socket: (received frames dropped for want of a
-    /// fill frame or RX room, invalid RX descriptors, invalid TX descriptors).
-    pub fn statistics(&self) -> io::Result<(u64, u64, u64)> {
+    /// Frames the kernel could not hand to this socket since it opened (its RX ring
+    /// was full, or it had no frame to receive into, or dropped them otherwise), and
+    /// TX descriptors it refused as invalid.
+    pub fn statistics(&self) -> io::Result<Statistics> {
         // SAFETY: an all-zero xdp_statistics is a valid value of plain integers.
         let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
@@ -269,35 +139,53 @@ impl Socket {
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok((st.rx_dropped, st.rx_invalid_descs, st.tx_invalid_descs))
+        Ok(Statistics {
+            rx_lost: st.rx_dropped + st.rx_ring_full + st.rx_fill_ring_empty_descs,
+            tx_invalid: st.tx_invalid_descs,
+        })
     }
 
     pub(crate) fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
 
-    /// Blocks until a frame is received or `timeout` passes; true if one is there.
-    pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
-        if self.rx.ready() > 0 {
+    /// Blocks until a frame is received and there is room to answer it, or `timeout`
+    /// passes; true if one can be served. Sends what waits in the TX ring and takes
+    /// back sent frames first, so that neither replies nor the frames to receive into
+    /// are held while no query arrives. With replies still waiting to go out, it
+    /// waits at most a millisecond before trying them again.
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<bool> {
+        self.reclaim();
+        if self.tx.unconsumed() > 0 {
+            self.flush()?;
+            self.reclaim();
+        }
+        let has_rx = self.rx.ready() > 0;
+        if has_rx && self.tx.free() > 0 {
             return Ok(true);
         }
+        // A frame to serve but no TX room: wait for room, not for more frames.
+        let events = if has_rx { libc::POLLOUT } else { libc::POLLIN };
         let mut p = libc::pollfd {
             fd: self.raw_fd(),
-            events: libc::POLLIN,
+            events,
             revents: 0,
         };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        let ms = if self.tx.unconsumed() > 0 {
+            1
+        } else {
+            timeout.as_millis().min(i32::MAX as u128) as i32
+        };
         // SAFETY: one valid pollfd.
         let r = unsafe { libc::poll(&mut p, 1, ms) };
         if r < 0 {
             let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(e)
-            };
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
         }
-        Ok(self.rx.ready() > 0)
+        self.reclaim();
+        Ok(self.rx.ready() > 0 && self.tx.free() > 0)
     }
 
     /// Takes up to `max` received frames and calls `f(frame, len)` on each: `frame`
@@ -316,8 +204,12 @@ impl Socket {
         for k in 0..n {
             let d = self.rx.peek(k);
             let start = d.addr;
-            let end = (start / FRAME + 1) * FRAME;
-            let in_umem = end <= self.umem.len as u64 && u64::from(d.len) <= end - start;
+            // The kernel gives addresses inside the UMEM; checked all the same, without
+            // arithmetic that could wrap.
+            let end = (start - start % FRAME).saturating_add(FRAME);
+            let in_umem = start < self.umem.len as u64
+                && end <= self.umem.len as u64
+                && u64::from(d.len) <= end - start;
             let reply = if in_umem {
                 // SAFETY: `start..end` lies inside the UMEM (checked above), and the
                 // kernel gave this frame to us: nothing else touches it until we
@@ -328,7 +220,8 @@ impl Socket {
                         (end - start) as usize,
                     )
                 };
-                f(frame, d.len as usize).filter(|&len| len <= frame.len())
+                // A zero-length descriptor the kernel would refuse, and never complete.
+                f(frame, d.len as usize).filter(|&len| len > 0 && len <= frame.len())
             } else {
                 None
             };

@@ -22,6 +22,14 @@
 #                     zeroed before and dumped after a dnsperf run at INSTR_QPS, minus
 #                     an idle stretch of the same length: probes and timers)
 #   INSTR_QPS=1000    offered load for the instr mode
+#   XDP=1             gslb serves over AF_XDP on lo (xdp_interface = "lo"); sets the
+#                     sysctls net.ipv4.conf.lo.route_localnet and accept_local to 1 for
+#                     the run (replies injected on lo are routed like arriving
+#                     packets, and 127/8 sources are martians otherwise), restored on exit
+#   PERF=1            also sample each server with `perf record -e cpu-clock -g` (a
+#                     software timer: works where hardware counters do not) during the
+#                     udp and tcp runs and print the hottest symbols, kernel and user,
+#                     of each; needs perf (Debian: linux-perf) and kernel.kptr_restrict=0
 #   QUERY=gslb        what dnsperf asks: gslb (the weighted name), static (www, a
 #                     static A record), ecs (the weighted name with EDNS Client Subnet
 #                     198.51.100.0/24)
@@ -40,6 +48,9 @@ SYS_QPS=${SYS_QPS:-2000}
 QUERY=${QUERY:-gslb}
 INSTR_QPS=${INSTR_QPS:-1000}
 VALGRIND=${VALGRIND:-0}
+PERF=${PERF:-0}
+XDP=${XDP:-0}
+PERF_TOP=${PERF_TOP:-25}
 [[ $VALGRIND == 1 ]] && MODES=instr
 WARMUP=${WARMUP:-1}
 CLIENTS=${CLIENTS:-4}
@@ -56,7 +67,9 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 GSLB_BIN=${GSLB_BIN:-$TARGET_DIR/release/gslb}
 CLK_TCK=$(getconf CLK_TCK)
 
-for tool in dnsperf gdnsd python3 taskset dig; do
+TOOLS="dnsperf gdnsd python3 taskset dig"
+[[ $PERF == 1 ]] && TOOLS+=" perf"
+for tool in $TOOLS; do
     command -v "$tool" >/dev/null || { echo "peer_compare: $tool not found" >&2; exit 1; }
 done
 for a in 127.0.0.1 "$HC_A" "$HC_B"; do
@@ -66,8 +79,12 @@ done
 # --------------------------------------------------------------------------- cleanup
 PIDS=()
 WORK=$(mktemp -d /tmp/peer_compare.XXXXXX)
+SYSCTL_OLD=()
 cleanup() {
-    local pid
+    local pid kv
+    for kv in "${SYSCTL_OLD[@]}"; do
+        echo "${kv#*=}" >"/proc/sys/net/ipv4/conf/lo/${kv%%=*}"
+    done
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
@@ -165,10 +182,19 @@ for a in "$HC_A" "$HC_B"; do
 done
 
 # --------------------------------------------------------------------------- configs
+XDP_LINE=
+if [[ $XDP == 1 ]]; then
+    XDP_LINE='xdp_interface = "lo"'
+    for k in route_localnet accept_local; do
+        SYSCTL_OLD+=("$k=$(cat /proc/sys/net/ipv4/conf/lo/$k)")
+        echo 1 >"/proc/sys/net/ipv4/conf/lo/$k"
+    done
+fi
 cat >"$WORK/gslb.toml" <<EOF
 [server]
 listen = ["127.0.0.1:$GSLB_PORT"]
 udp_sockets = 1
+$XDP_LINE
 
 [[zone]]
 origin = "$ZONE"
@@ -244,9 +270,29 @@ UNDER=()
 if [[ $VALGRIND == 1 ]]; then
     UNDER=(valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p")
 fi
-"${PIN_SRV[@]}" "${UNDER[@]}" "$GSLB_BIN" serve -c "$WORK/gslb.toml" >"$WORK/gslb.out" 2>"$WORK/gslb.log" &
-GSLB_PID=$!
-PIDS+=("$GSLB_PID")
+start_gslb() {
+    "${PIN_SRV[@]}" "${UNDER[@]}" "$GSLB_BIN" serve -c "$WORK/gslb.toml" >"$WORK/gslb.out" 2>>"$WORK/gslb.log" &
+    GSLB_PID=$!
+    PIDS+=("$GSLB_PID")
+    GSLB_UP=1
+}
+# With XDP=1, gslb's program on lo sees every loopback packet, gdnsd's included, and a
+# packet it passes on costs the sender more (generic XDP copies it first): gdnsd would
+# pay for gslb's listener. So gslb runs only for its own turns, started afresh each
+# round and stopped before gdnsd's.
+stop_gslb() {
+    kill "$GSLB_PID" 2>/dev/null || true
+    wait "$GSLB_PID" 2>/dev/null || true
+    GSLB_UP=0
+    # The kernel detaches the program when gslb's last descriptor of it closes.
+    for _ in $(seq 50); do
+        ip link show lo | grep -q xdp || return 0
+        sleep 0.1
+    done
+    echo "peer_compare: an XDP program is still attached to lo after gslb stopped" >&2
+    exit 1
+}
+start_gslb
 "${PIN_SRV[@]}" "${UNDER[@]}" gdnsd -c "$WORK/gdnsd" start >"$WORK/gdnsd.log" 2>&1 &
 GDNSD_PID=$!
 PIDS+=("$GDNSD_PID")
@@ -417,6 +463,12 @@ run_one() { # mode round server
         tracer=$!
         sleep 0.5
     fi
+    local sampler=
+    if [[ $PERF == 1 && ( $mode == udp || $mode == tcp ) ]]; then
+        perf record -q -e cpu-clock -g -p "$pid" -o "$out.perf" >/dev/null 2>&1 &
+        sampler=$!
+        sleep 0.5
+    fi
     b0=$(cpu_busy "$OTHER_CPU")
     t0=$(cpu_ticks "$pid")
     u0=$(user_ticks "$pid")
@@ -425,6 +477,14 @@ run_one() { # mode round server
     t1=$(cpu_ticks "$pid") || t1=
     u1=$(user_ticks "$pid") || u1=
     b1=$(cpu_busy "$OTHER_CPU")
+    if [[ -n $sampler ]]; then
+        kill -INT "$sampler" 2>/dev/null || true
+        wait "$sampler" 2>/dev/null || true
+        perf report -i "$out.perf" --stdio --no-children --sort dso,sym -g none 2>/dev/null \
+            | grep -E '^ +[0-9.]+%' | head -n "$PERF_TOP" >"$out.perf.top" || true
+        echo "  -- perf: $srv, $mode round $round: hottest symbols (share of the server's samples)"
+        sed 's/^/    /' "$out.perf.top"
+    fi
     if [[ -n $tracer ]]; then
         kill -INT "$tracer" 2>/dev/null || true
         wait "$tracer" 2>/dev/null || true
@@ -522,12 +582,23 @@ for mode in $MODES; do
     if (( WARMUP > 0 )); then warm "$mode" gslb; warm "$mode" gdnsd; fi
     for round in $(seq "$ROUNDS"); do
         echo " round $round"
+        if [[ $GSLB_UP == 0 ]]; then
+            start_gslb
+            if ! wait_ready gslb "$GSLB_PORT" "$GSLB_PID"; then tail -20 "$WORK/gslb.log" >&2; exit 1; fi
+            sleep 3
+            if (( WARMUP > 0 )); then warm "$mode" gslb; fi
+        fi
         run_one "$mode" "$round" gslb
+        [[ $XDP == 1 ]] && stop_gslb
         run_one "$mode" "$round" gdnsd
         print_round "$mode" "$round"
     done
 done
 
+if [[ $GSLB_UP == 0 ]]; then
+    start_gslb
+    if ! wait_ready gslb "$GSLB_PORT" "$GSLB_PID"; then tail -20 "$WORK/gslb.log" >&2; exit 1; fi
+fi
 echo "== sanity after load"
 sanity after
 

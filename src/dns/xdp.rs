@@ -2,10 +2,11 @@
 //! hands each plain IPv4 UDP query for one of our listen addresses to an AF_XDP
 //! socket, and a thread per receive queue answers it by rewriting the frame in place
 //! into the reply (Ethernet, IPv4 and UDP headers turned around, the answer copied
-//! in) and sending it back out of the same interface. The kernel's IP and UDP layers,
-//! its socket queues and its routing lookup are skipped both ways: at saturation they
-//! were about three quarters of the CPU a query cost, in gslb and in gdnsd alike
-//! (issue 11, `PERF=1 benches/peer_compare.sh`).
+//! in) and sending it back out of the same interface. The server's side of the
+//! kernel's IP and UDP layers is skipped both ways (the socket queue and `recvmmsg` in,
+//! the UDP and IP output and the route lookup out): at saturation the two system calls
+//! were about 95% of the CPU a query cost, in gslb and in gdnsd alike (issue 11,
+//! `PERF=1 benches/peer_compare.sh`).
 //!
 //! What the program does not take goes through the kernel as before, to the ordinary
 //! sockets, which stay bound: IPv6, IPv4 with options, fragments, and every queue

@@ -88,11 +88,7 @@ pub fn bind(
 /// Attaches the AF_XDP listener for the bound IPv4 addresses (port 0 resolved), on
 /// `settings.interface`. The sockets stay: they serve what the listener does not take.
 fn attach_xdp(sockets: &mut Sockets, settings: &XdpSettings) -> io::Result<()> {
-    let listen: Vec<SocketAddr> = sockets
-        .local_addrs()
-        .into_iter()
-        .filter(xdp::takes)
-        .collect();
+    let listen = sockets.local_addrs();
     let l = xdp::open(&settings.interface, settings.queues, &listen).map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -176,10 +172,6 @@ pub async fn run(
     metrics: FrontMetrics,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let FrontMetrics {
-        tcp: metrics,
-        xdp: xdp_metrics,
-    } = metrics;
     let mut tasks = JoinSet::new();
     // The blocking UDP loops watch a flag that follows the shutdown token.
     let stop = Arc::new(AtomicBool::new(false));
@@ -191,35 +183,17 @@ pub async fn run(
         });
     }
     // Held until every loop ends: dropping it detaches the program.
-    let mut _steering = None;
-    if let Some(l) = sockets.xdp {
-        // The ordinary socket of each address, for replies too large for a frame.
-        let mut kernel = Vec::new();
-        for s in &sockets.udp {
-            if let SocketAddr::V4(a) = s.local_addr()?
-                && !kernel.iter().any(|(k, _)| *k == a)
-            {
-                kernel.push((a, s.try_clone()?));
-            }
-        }
-        let queues = xdp::Queues {
-            handler: handler.clone(),
-            stop: stop.clone(),
-            metrics: xdp_metrics,
-            interface: l.interface.clone(),
-            loopback: l.loopback,
-        };
-        for (q, socket) in l.sockets.into_iter().enumerate() {
-            let kernel = kernel
-                .iter()
-                .map(|(a, s)| Ok((*a, s.try_clone()?)))
-                .collect::<io::Result<Vec<_>>>()?;
-            tracing::info!(queue = q, "DNS over XDP: serving a receive queue");
-            let queues = queues.clone();
-            tasks.spawn_blocking(move || xdp::serve(socket, queues, kernel));
-        }
-        _steering = Some(l.steering);
-    }
+    let _steering = match sockets.xdp {
+        Some(l) => Some(xdp::start(
+            l,
+            &sockets.udp,
+            handler.clone(),
+            stop.clone(),
+            metrics.xdp,
+            &mut tasks,
+        )?),
+        None => None,
+    };
     for s in sockets.udp {
         if s.local_addr()?.ip().is_unspecified() {
             let socket = UdpSocket::from_std(s)?;
@@ -237,7 +211,7 @@ pub async fn run(
             handler.clone(),
             limits,
             conns.clone(),
-            metrics.clone(),
+            metrics.tcp.clone(),
             shutdown.clone(),
         ));
     }

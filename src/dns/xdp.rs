@@ -16,7 +16,7 @@
 //! apply as on every other path.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 use gslb_xdp::{Match, Socket, Steering};
 use hickory_server::net::xfer::Protocol;
 use nix::sys::socket::{MsgFlags, SockaddrIn, sendto};
-use tracing::{debug, error};
+use tokio::task::JoinSet;
+use tracing::{debug, error, info};
 
 use super::handler::Handler;
 use super::server::answer;
@@ -41,25 +42,26 @@ const HEADERS: usize = 14 + 20 + 8;
 /// The program on the interface and one socket per queue, before the threads run.
 pub struct Listener {
     /// Held for as long as the listener serves; dropping it detaches the program.
-    pub steering: Steering,
-    pub sockets: Vec<Socket>,
-    pub interface: Arc<str>,
+    steering: Steering,
+    sockets: Vec<Socket>,
+    interface: Arc<str>,
     /// `lo` or another loopback device: checksums and sources are looser there.
-    pub loopback: bool,
+    loopback: bool,
 }
 
-/// Attaches to `interface` for `listen` (specific IPv4 addresses; the config checks
-/// that) with a socket on each of queues `0..queues`.
+/// Attaches to `interface` for the IPv4 addresses of `listen` (specific ones: the
+/// config refuses 0.0.0.0 with `xdp_interface`) with a socket on each of queues
+/// `0..queues`.
 pub fn open(interface: &str, queues: u32, listen: &[SocketAddr]) -> io::Result<Listener> {
     let ifindex = gslb_xdp::ifindex(interface)?;
     let matches: Vec<Match> = listen
         .iter()
         .filter_map(|a| match a {
-            SocketAddr::V4(v4) if !v4.ip().is_unspecified() => Some(Match {
-                addr: Some(*v4.ip()),
+            SocketAddr::V4(v4) => Some(Match {
+                addr: *v4.ip(),
                 port: v4.port(),
             }),
-            _ => None,
+            SocketAddr::V6(_) => None,
         })
         .collect();
     let loopback = std::fs::read_to_string(format!("/sys/class/net/{interface}/type"))
@@ -97,18 +99,13 @@ fn max_frame(interface: &str) -> usize {
 /// `accept_local` are on for the interface. Refusing to start says so; serving would
 /// send every reply into the void.
 fn loopback_ready(interface: &str, matches: &[Match]) -> io::Result<()> {
-    let sysfs = |what: &str| {
+    let sysctl = |what: &str| {
         std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{what}"))
-            .map(|s| s.trim() == "1")
-            .unwrap_or(false)
+            .is_ok_and(|s| s.trim() == "1")
     };
-    let on = |k: &str| sysfs(&format!("{interface}/{k}")) || sysfs(&format!("all/{k}"));
+    let on = |k: &str| sysctl(&format!("{interface}/{k}")) || sysctl(&format!("all/{k}"));
     let mut missing = Vec::new();
-    if matches
-        .iter()
-        .any(|m| m.addr.is_some_and(|a| a.is_loopback()))
-        && !on("route_localnet")
-    {
+    if matches.iter().any(|m| m.addr.is_loopback()) && !on("route_localnet") {
         missing.push(format!("net.ipv4.conf.{interface}.route_localnet=1"));
     }
     if !on("accept_local") {
@@ -126,12 +123,46 @@ fn loopback_ready(interface: &str, matches: &[Match]) -> io::Result<()> {
 
 /// What every queue's thread shares.
 #[derive(Clone)]
-pub struct Queues {
-    pub handler: Arc<Handler>,
-    pub stop: Arc<AtomicBool>,
-    pub metrics: XdpMetrics,
-    pub interface: Arc<str>,
-    pub loopback: bool,
+struct Queues {
+    handler: Arc<Handler>,
+    stop: Arc<AtomicBool>,
+    metrics: XdpMetrics,
+    interface: Arc<str>,
+    loopback: bool,
+}
+
+/// Starts a thread per queue of `l` in `tasks` and hands back what must be held while
+/// they serve. `udp` are the ordinary sockets: each thread gets its own handle on the
+/// one of each IPv4 address, for replies too large for a frame.
+pub fn start(
+    l: Listener,
+    udp: &[std::net::UdpSocket],
+    handler: Arc<Handler>,
+    stop: Arc<AtomicBool>,
+    metrics: XdpMetrics,
+    tasks: &mut JoinSet<()>,
+) -> io::Result<Steering> {
+    let queues = Queues {
+        handler,
+        stop,
+        metrics,
+        interface: l.interface,
+        loopback: l.loopback,
+    };
+    for (q, socket) in l.sockets.into_iter().enumerate() {
+        let mut kernel: Vec<(SocketAddrV4, std::net::UdpSocket)> = Vec::new();
+        for s in udp {
+            if let SocketAddr::V4(a) = s.local_addr()?
+                && !kernel.iter().any(|(k, _)| *k == a)
+            {
+                kernel.push((a, s.try_clone()?));
+            }
+        }
+        info!(queue = q, "DNS over XDP: serving a receive queue");
+        let queues = queues.clone();
+        tasks.spawn_blocking(move || serve(socket, queues, kernel));
+    }
+    Ok(l.steering)
 }
 
 /// How often a queue reads the kernel's drop counts and the interface's MTU.
@@ -142,7 +173,7 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// fit a frame. A socket error other than a full queue ends the thread: its socket
 /// closes, which takes it out of the program's map, and the queue's queries go on to
 /// the kernel's sockets.
-pub fn serve(mut socket: Socket, q: Queues, kernel: Vec<(SocketAddrV4, std::net::UdpSocket)>) {
+fn serve(mut socket: Socket, q: Queues, kernel: Vec<(SocketAddrV4, std::net::UdpSocket)>) {
     let mut out = Vec::with_capacity(1232);
     let mut max = max_frame(&q.interface);
     let mut next_check = Instant::now() + HOUSEKEEPING;
@@ -169,13 +200,13 @@ pub fn serve(mut socket: Socket, q: Queues, kernel: Vec<(SocketAddrV4, std::net:
             Err(e) => return give_up(e),
         }
         let mut counts = XdpCounts::default();
+        let ctx = Ctx {
+            handler: &q.handler,
+            max_frame: max,
+            kernel: &kernel,
+            loopback: q.loopback,
+        };
         let r = socket.serve_batch(BATCH, |frame, len| {
-            let ctx = Ctx {
-                handler: &q.handler,
-                max_frame: max,
-                kernel: &kernel,
-                loopback: q.loopback,
-            };
             reply(&ctx, frame, len, &mut out, &mut counts)
         });
         q.metrics.add(&counts);
@@ -369,11 +400,6 @@ fn fold(mut acc: u64) -> u16 {
         acc = (acc & 0xffff) + (acc >> 16);
     }
     acc as u16
-}
-
-/// The listen addresses the program takes: the specific IPv4 ones.
-pub fn takes(addr: &SocketAddr) -> bool {
-    matches!(addr.ip(), IpAddr::V4(v4) if !v4.is_unspecified())
 }
 
 #[cfg(test)]

@@ -22,11 +22,10 @@ const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 const XDP_PASS: i32 = 2;
 const BPF_FUNC_REDIRECT_MAP: i32 = 51;
 
-/// One (address, port) the program takes; `addr: None` takes the port on every
-/// IPv4 address of the interface (a wildcard listener).
+/// One (address, port) the program takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Match {
-    pub addr: Option<Ipv4Addr>,
+    pub addr: Ipv4Addr,
     pub port: u16,
 }
 
@@ -239,12 +238,11 @@ const EXIT: u8 = 0x95;
 const LD_IMM64: u8 = 0x18;
 const PSEUDO_MAP_FD: u8 = 1;
 
-/// Where a forward jump goes, patched once the targets' positions are known.
+/// Where a jump to the end goes, patched once the targets' positions are known.
 #[derive(Clone, Copy)]
 enum To {
     Pass,
     Redirect,
-    Next(usize),
 }
 
 /// The program. Registers: r1 the context, r2 the packet, r3 its end, r4 the UDP
@@ -272,26 +270,14 @@ pub(crate) fn program(map_fd: RawFd, matches: &[Match]) -> Vec<Insn> {
     op(insn(JNE32_K, 5, 0, 0, 0), Some(To::Pass));
     op(insn(LDX_H, 4, 2, 14 + 20 + 2, 0), None); // UDP destination port
     op(insn(LDX_W, 5, 2, 14 + 16, 0), None); // IPv4 destination address
-    for (k, m) in matches.iter().enumerate() {
+    // One block of three per match; a failed test skips to the next block.
+    for m in matches {
         let port = i32::from(u16::from_ne_bytes(m.port.to_be_bytes()));
-        op(insn(JNE32_K, 4, 0, 0, port), Some(To::Next(k)));
-        if let Some(a) = m.addr {
-            let addr = i32::from_ne_bytes(a.octets());
-            op(insn(JNE32_K, 5, 0, 0, addr), Some(To::Next(k)));
-        }
-        // Next(k) lands on the instruction after this jump.
+        let addr = i32::from_ne_bytes(m.addr.octets());
+        op(insn(JNE32_K, 4, 0, 2, port), None);
+        op(insn(JNE32_K, 5, 0, 1, addr), None);
         op(insn(JA, 0, 0, 0, 0), Some(To::Redirect));
     }
-    // Collect each block end: the position after the JA of block k.
-    let mut next_at = Vec::with_capacity(matches.len());
-    let mut blocks = 0;
-    for (pos, (_, to)) in code.iter().enumerate() {
-        if matches!(to, Some(To::Redirect)) {
-            next_at.push(pos + 1);
-            blocks += 1;
-        }
-    }
-    debug_assert_eq!(blocks, matches.len());
     let pass = code.len();
     let mut op = |i: Insn| code.push((i, None));
     op(insn(MOV64_K, 0, 0, 0, XDP_PASS));
@@ -310,7 +296,6 @@ pub(crate) fn program(map_fd: RawFd, matches: &[Match]) -> Vec<Insn> {
                 let target = match to {
                     To::Pass => pass,
                     To::Redirect => redirect,
-                    To::Next(k) => next_at[k],
                 };
                 i.off = (target - (pos + 1)) as i16;
             }
@@ -327,11 +312,11 @@ mod tests {
     fn jumps_land_on_the_blocks_they_name() {
         let m = [
             Match {
-                addr: Some(Ipv4Addr::new(127, 0, 0, 1)),
+                addr: Ipv4Addr::new(127, 0, 0, 1),
                 port: 53,
             },
             Match {
-                addr: None,
+                addr: Ipv4Addr::new(192, 0, 2, 53),
                 port: 5353,
             },
         ];
@@ -343,21 +328,26 @@ mod tests {
                 assert!(i.off >= 0 && to < p.len(), "jump at {pos} to {to}");
             }
         }
-        // The first block's failed port test lands on the second block's port test.
-        let port53 = i32::from(u16::from_ne_bytes(53u16.to_be_bytes()));
-        let first = p
-            .iter()
-            .position(|i| i.code == JNE32_K && i.imm == port53)
-            .unwrap();
-        let port5353 = i32::from(u16::from_ne_bytes(5353u16.to_be_bytes()));
-        let second = p
-            .iter()
-            .position(|i| i.code == JNE32_K && i.imm == port5353)
-            .unwrap();
+        let port = |n: u16| i32::from(u16::from_ne_bytes(n.to_be_bytes()));
+        let at = |imm: i32| {
+            p.iter()
+                .position(|i| i.code == JNE32_K && i.imm == imm)
+                .unwrap()
+        };
+        let (first, second) = (at(port(53)), at(port(5353)));
+        // Each block: the port test, the address test, the jump to the redirect.
+        for (b, addr) in [(first, [127, 0, 0, 1]), (second, [192, 0, 2, 53])] {
+            assert_eq!(p[b + 1].code, JNE32_K);
+            assert_eq!(p[b + 1].imm, i32::from_ne_bytes(addr));
+            assert_eq!(p[b + 2].code, JA);
+        }
+        // The first block's failed port test, and its failed address test, land on the
+        // second block's port test.
         assert_eq!(first + 1 + p[first].off as usize, second);
-        // The wildcard block has no address test: port test, then the jump to redirect.
-        assert_eq!(p[second + 1].code, JA);
-        let redirect = second + 2 + p[second + 1].off as usize;
+        assert_eq!(first + 2 + p[first + 1].off as usize, second);
+        // Both blocks' jumps reach the redirect, which looks the queue up in map 7.
+        let redirect = second + 3 + p[second + 2].off as usize;
+        assert_eq!(first + 3 + p[first + 2].off as usize, redirect);
         assert_eq!(p[redirect].code, LDX_W);
         assert_eq!(p[redirect + 1].code, LD_IMM64);
         assert_eq!(p[redirect + 1].imm, 7);

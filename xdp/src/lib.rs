@@ -29,4 +29,4 @@ mod ring;
 mod xsk;
 
 pub use bpf::{Match, Steering, ifindex};
-pub use xsk::{FRAMES, Socket, Statistics};
+pub use xsk::{Socket, Statistics};

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::ring::{Mapping, Ring};
 
 /// Frames in the UMEM, each [`FRAME`] bytes: 2 MiB per socket, pinned by the kernel.
-pub const FRAMES: u32 = 1024;
+const FRAMES: u32 = 1024;
 /// Bytes per frame. In copy mode the kernel writes a packet `XDP_PACKET_HEADROOM`
 /// (256) bytes into its frame, so a reply may use up to 1,792 bytes from there.
 const FRAME: u64 = 2048;

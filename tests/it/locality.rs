@@ -142,7 +142,7 @@ fn parse_net(s: &str) -> (IpAddr, u8) {
     (a.parse().unwrap(), p.parse().unwrap())
 }
 
-fn ecs_edns(ecs: Option<&str>) -> Option<Edns> {
+pub(crate) fn ecs_edns(ecs: Option<&str>) -> Option<Edns> {
     ecs.map(|s| {
         let (a, p) = parse_net(s);
         let mut e = Edns::new();
@@ -178,7 +178,7 @@ fn ask(g: &Gslb, from: &str, name: &str, ecs: Option<&str>) -> Message {
 }
 
 /// The ECS option of a reply.
-fn echoed(m: &Message) -> Option<ClientSubnet> {
+pub(crate) fn echoed(m: &Message) -> Option<ClientSubnet> {
     match m.edns.as_ref()?.option(EdnsCode::Subnet) {
         Some(EdnsOption::Subnet(c)) => Some(*c),
         _ => None,

@@ -13,6 +13,7 @@ use hickory_proto::op::Edns;
 use hickory_proto::rr::{RData, RecordType};
 
 use crate::common::*;
+use crate::locality::{echoed, ecs_edns};
 use crate::ops::metric;
 
 /// Sets a sysctl of `lo` for the test and puts back the value it found.
@@ -155,7 +156,7 @@ fn queries_are_answered_over_xdp_and_what_it_leaves_goes_through_the_kernel() {
         let m = query(g.addr, name, RecordType::A);
         assert_eq!(m.answers.len(), 1, "{name}: {m:?}");
     }
-    // The general path too (a type the fast path leaves to it), with EDNS and ECS.
+    // The general path too (SOA, which the fast path leaves to it), with EDNS.
     let mut edns = Edns::new();
     edns.set_max_payload(1232);
     let m = exchange(
@@ -164,11 +165,25 @@ fn queries_are_answered_over_xdp_and_what_it_leaves_goes_through_the_kernel() {
         Transport::Udp,
     );
     assert_eq!(m.answers.len(), 1, "{m:?}");
+    // ECS on the fast path: answered, and the client subnet echoed with its prefix.
+    let m = exchange(
+        g.addr,
+        &query_msg(
+            "app.xdp.test",
+            RecordType::A,
+            ecs_edns(Some("198.51.100.0/24")),
+        ),
+        Transport::Udp,
+    );
+    assert_eq!(a_records(&m), [std::net::Ipv4Addr::new(192, 0, 2, 11)]);
+    let e = echoed(&m).unwrap_or_else(|| panic!("ECS not echoed: {m:?}"));
+    assert_eq!(e.addr(), std::net::IpAddr::from([198, 51, 100, 0]));
+    assert_eq!(e.source_prefix(), 24);
+    let sent = N + 2;
     let answered = frames(&g, "answered") - before;
     assert!(
-        answered >= (N + 1) as f64,
-        "{answered} of {} queries answered over XDP",
-        N + 1
+        answered >= sent as f64,
+        "{answered} of {sent} queries answered over XDP"
     );
 
     // A reply larger than a frame leaves through the kernel's socket, whole.

@@ -292,6 +292,10 @@ stop_gslb() {
     echo "peer_compare: an XDP program is still attached to lo after gslb stopped" >&2
     exit 1
 }
+restart_gslb() { # XDP=1: a fresh gslb for the next turn, answering
+    start_gslb
+    if ! wait_ready gslb "$GSLB_PORT" "$GSLB_PID"; then tail -20 "$WORK/gslb.log" >&2; exit 1; fi
+}
 start_gslb
 "${PIN_SRV[@]}" "${UNDER[@]}" gdnsd -c "$WORK/gdnsd" start >"$WORK/gdnsd.log" 2>&1 &
 GDNSD_PID=$!
@@ -583,9 +587,8 @@ for mode in $MODES; do
     for round in $(seq "$ROUNDS"); do
         echo " round $round"
         if [[ $GSLB_UP == 0 ]]; then
-            start_gslb
-            if ! wait_ready gslb "$GSLB_PORT" "$GSLB_PID"; then tail -20 "$WORK/gslb.log" >&2; exit 1; fi
-            sleep 3
+            restart_gslb
+            sleep 3 # a few check rounds, as at the start
             if (( WARMUP > 0 )); then warm "$mode" gslb; fi
         fi
         run_one "$mode" "$round" gslb
@@ -595,10 +598,7 @@ for mode in $MODES; do
     done
 done
 
-if [[ $GSLB_UP == 0 ]]; then
-    start_gslb
-    if ! wait_ready gslb "$GSLB_PORT" "$GSLB_PID"; then tail -20 "$WORK/gslb.log" >&2; exit 1; fi
-fi
+if [[ $GSLB_UP == 0 ]]; then restart_gslb; fi
 echo "== sanity after load"
 sanity after
 

@@ -68,6 +68,15 @@ pub struct Plan {
 pub struct XdpSettings {
     pub interface: String,
     pub queues: u32,
+    pub mode: XdpMode,
+}
+
+/// Where the XDP program runs: after the kernel built its socket buffer (any
+/// interface) or in the driver (drivers with XDP support; not `lo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    Generic,
+    Native,
 }
 
 #[derive(Debug, Clone)]

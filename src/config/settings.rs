@@ -11,7 +11,9 @@ use super::compile::nonempty;
 use super::identity;
 use super::schema;
 use super::{ConfigError, Locator};
-use crate::plan::{AdminSettings, Net, Region, RegionId, RrlSettings, ServerSettings, XdpSettings};
+use crate::plan::{
+    AdminSettings, Net, Region, RegionId, RrlSettings, ServerSettings, XdpMode, XdpSettings,
+};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -128,6 +130,10 @@ fn compile_xdp(
     Ok(Some(XdpSettings {
         interface: n.clone(),
         queues: q,
+        mode: match s.xdp_mode {
+            schema::XdpModeDef::Generic => XdpMode::Generic,
+            schema::XdpModeDef::Native => XdpMode::Native,
+        },
     }))
 }
 

@@ -89,7 +89,7 @@ pub fn bind(
 /// `settings.interface`. The sockets stay: they serve what the listener does not take.
 fn attach_xdp(sockets: &mut Sockets, settings: &XdpSettings) -> io::Result<()> {
     let listen = sockets.local_addrs();
-    let l = xdp::open(&settings.interface, settings.queues, &listen).map_err(|e| {
+    let l = xdp::open(settings, &listen).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!("cannot serve over XDP on {}: {e}", settings.interface),

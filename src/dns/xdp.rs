@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use gslb_xdp::{Match, Socket, Steering};
+use gslb_xdp::{Match, Mode, Socket, Steering};
 use hickory_server::net::xfer::Protocol;
 use nix::sys::socket::{MsgFlags, SockaddrIn, sendto};
 use tokio::task::JoinSet;
@@ -31,6 +31,7 @@ use tracing::{debug, error, info};
 use super::handler::Handler;
 use super::server::answer;
 use crate::metrics::{XdpCounts, XdpMetrics};
+use crate::plan::{XdpMode, XdpSettings};
 
 /// Frames answered per batch (one `sendto` sends them all).
 const BATCH: u32 = 32;
@@ -45,14 +46,46 @@ pub struct Listener {
     steering: Steering,
     sockets: Vec<Socket>,
     interface: Arc<str>,
-    /// `lo` or another loopback device: checksums and sources are looser there.
-    loopback: bool,
+    link: Link,
+    mode: XdpMode,
 }
 
-/// Attaches to `interface` for the IPv4 addresses of `listen` (specific ones: the
-/// config refuses 0.0.0.0 with `xdp_interface`) with a socket on each of queues
-/// `0..queues`.
-pub fn open(interface: &str, queues: u32, listen: &[SocketAddr]) -> io::Result<Listener> {
+/// What kind of link the interface is: it decides which UDP checksums and sources
+/// are ordinary on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// `lo`: a datagram sent over it carries only the pseudo-header's part of the UDP
+    /// checksum (the rest is left to "hardware" that loopback does not need), and
+    /// loopback sources are ordinary.
+    Loopback,
+    /// A software device with no hardware under it (`veth`, as in a container's
+    /// network namespace): a datagram another namespace of this host sent over it
+    /// carries the unfinished checksum as on loopback, and one from a wire the whole
+    /// checksum. Either is taken.
+    Virtual,
+    /// A NIC: the whole checksum, or none.
+    Wire,
+}
+
+impl Link {
+    fn of(interface: &str) -> Link {
+        let sys = format!("/sys/class/net/{interface}");
+        if std::fs::read_to_string(format!("{sys}/type")).is_ok_and(|t| t.trim() == "772") {
+            Link::Loopback // ARPHRD_LOOPBACK
+        } else if std::fs::exists(format!("{sys}/device")).unwrap_or(true) {
+            Link::Wire
+        } else {
+            Link::Virtual
+        }
+    }
+}
+
+/// Attaches to `settings.interface` for the IPv4 addresses of `listen` (specific ones:
+/// the config refuses 0.0.0.0 with `xdp_interface`) with a socket on each of queues
+/// `0..settings.queues`.
+pub fn open(settings: &XdpSettings, listen: &[SocketAddr]) -> io::Result<Listener> {
+    let interface = settings.interface.as_str();
+    let queues = settings.queues;
     let ifindex = gslb_xdp::ifindex(interface)?;
     let matches: Vec<Match> = listen
         .iter()
@@ -64,12 +97,15 @@ pub fn open(interface: &str, queues: u32, listen: &[SocketAddr]) -> io::Result<L
             SocketAddr::V6(_) => None,
         })
         .collect();
-    let loopback = std::fs::read_to_string(format!("/sys/class/net/{interface}/type"))
-        .is_ok_and(|t| t.trim() == "772"); // ARPHRD_LOOPBACK
-    if loopback {
+    let link = Link::of(interface);
+    if link == Link::Loopback {
         loopback_ready(interface, &matches)?;
     }
-    let steering = Steering::attach(ifindex, queues, &matches)?;
+    let mode = match settings.mode {
+        XdpMode::Generic => Mode::Generic,
+        XdpMode::Native => Mode::Native,
+    };
+    let steering = Steering::attach(ifindex, mode, queues, &matches)?;
     let mut sockets = Vec::with_capacity(queues as usize);
     for q in 0..queues {
         let s = Socket::new(ifindex, q)?;
@@ -80,7 +116,8 @@ pub fn open(interface: &str, queues: u32, listen: &[SocketAddr]) -> io::Result<L
         steering,
         sockets,
         interface: interface.into(),
-        loopback,
+        link,
+        mode: settings.mode,
     })
 }
 
@@ -128,7 +165,7 @@ struct Queues {
     stop: Arc<AtomicBool>,
     metrics: XdpMetrics,
     interface: Arc<str>,
-    loopback: bool,
+    link: Link,
 }
 
 /// Starts a thread per queue of `l` in `tasks` and hands back what must be held while
@@ -147,7 +184,7 @@ pub fn start(
         stop,
         metrics,
         interface: l.interface,
-        loopback: l.loopback,
+        link: l.link,
     };
     for (q, socket) in l.sockets.into_iter().enumerate() {
         let mut kernel: Vec<(SocketAddrV4, std::net::UdpSocket)> = Vec::new();
@@ -158,7 +195,7 @@ pub fn start(
                 kernel.push((a, s.try_clone()?));
             }
         }
-        info!(queue = q, "DNS over XDP: serving a receive queue");
+        info!(queue = q, mode = ?l.mode, "DNS over XDP: serving a receive queue");
         let queues = queues.clone();
         tasks.spawn_blocking(move || serve(socket, queues, kernel));
     }
@@ -204,7 +241,7 @@ fn serve(mut socket: Socket, q: Queues, kernel: Vec<(SocketAddrV4, std::net::Udp
             handler: &q.handler,
             max_frame: max,
             kernel: &kernel,
-            loopback: q.loopback,
+            link: q.link,
         };
         let r = socket.serve_batch(BATCH, |frame, len| {
             reply(&ctx, frame, len, &mut out, &mut counts)
@@ -221,7 +258,7 @@ struct Ctx<'a> {
     handler: &'a Handler,
     max_frame: usize,
     kernel: &'a [(SocketAddrV4, std::net::UdpSocket)],
-    loopback: bool,
+    link: Link,
 }
 
 /// The reply to the frame's query written over it, and its length; `None` when there
@@ -234,7 +271,7 @@ fn reply(
     out: &mut Vec<u8>,
     counts: &mut XdpCounts,
 ) -> Option<usize> {
-    let Some(q) = parse(&frame[..len], ctx.loopback) else {
+    let Some(q) = parse(&frame[..len], ctx.link) else {
         counts.dropped += 1;
         return None;
     };
@@ -294,10 +331,8 @@ fn ip4(b: &[u8], at: usize) -> Ipv4Addr {
 /// Checks what the kernel's Ethernet, IP and UDP layers would have (the program
 /// checked only the shape): a frame for this host, lengths, the header checksum, the
 /// UDP checksum, and a source one could answer. `None` drops the frame, as the kernel
-/// would. On loopback the UDP checksum is not checked (a datagram sent over loopback
-/// carries only the pseudo-header's part of it: the rest is left to "hardware" that
-/// loopback does not need), and loopback sources are ordinary.
-fn parse(f: &[u8], loopback: bool) -> Option<Query> {
+/// would. What checksums and sources are ordinary depends on the `link` (see [`Link`]).
+fn parse(f: &[u8], link: Link) -> Option<Query> {
     if f.len() < HEADERS || be16(f, 12) != 0x0800 || f[14] != 0x45 || f[23] != 17 {
         return None;
     }
@@ -317,13 +352,19 @@ fn parse(f: &[u8], loopback: bool) -> Option<Query> {
     }
     let src = ip4(f, 26);
     let dst = ip4(f, 30);
-    if !loopback
-        && be16(f, 40) != 0
-        && fold(sum(&f[34..34 + udp_len], pseudo(src, dst, udp_len))) != 0xffff
-    {
+    let check = be16(f, 40);
+    let whole = || fold(sum(&f[34..34 + udp_len], pseudo(src, dst, udp_len))) == 0xffff;
+    // The unfinished form: the pseudo-header's sum alone, as the sender's stack left it.
+    let unfinished = || check == fold(pseudo(src, dst, udp_len));
+    let checksum_ok = match link {
+        Link::Loopback => true,
+        Link::Virtual => check == 0 || unfinished() || whole(),
+        Link::Wire => check == 0 || whole(),
+    };
+    if !checksum_ok {
         return None;
     }
-    if !loopback && src.is_loopback() {
+    if link != Link::Loopback && src.is_loopback() {
         return None; // a martian from the wire
     }
     if src.is_unspecified() || src.is_broadcast() || src.is_multicast() || be16(f, 34) == 0 {

@@ -15,7 +15,10 @@ pub(super) fn needs_restart(old: &Plan, new: &Plan) -> Vec<&'static str> {
     };
     differs(o.listen != n.listen, "[server] listen");
     differs(o.udp_sockets != n.udp_sockets, "[server] udp_sockets");
-    differs(o.xdp != n.xdp, "[server] xdp_interface, xdp_queues");
+    differs(
+        o.xdp != n.xdp,
+        "[server] xdp_interface, xdp_queues, xdp_mode",
+    );
     differs(
         o.tcp_idle_timeout != n.tcp_idle_timeout,
         "[server] tcp_idle_timeout",

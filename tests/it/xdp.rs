@@ -236,35 +236,215 @@ fn queries_are_answered_over_xdp_and_what_it_leaves_goes_through_the_kernel() {
     );
 }
 
-#[test]
-fn an_xdp_interface_that_does_not_exist_stops_startup_with_its_name() {
+/// Runs `gslb serve` on `server` (a `[server]` table) and one zone, requires it to
+/// fail, and returns what it said.
+fn start_fails(server: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gslb.toml");
-    std::fs::write(
-        &path,
-        r#"
-[server]
-listen = ["127.0.30.2:0"]
-xdp_interface = "nosuch0"
-
-[[zone]]
-origin = "xdp.test"
-ns = [{ name = "ns1", addresses = ["192.0.2.53"] }]
-"#,
-    )
-    .unwrap();
+    let zone = "[[zone]]\norigin = \"xdp.test\"\nns = [{ name = \"ns1\", addresses = [\"192.0.2.53\"] }]\n";
+    std::fs::write(&path, format!("{server}\n{zone}")).unwrap();
     let out = Command::new(BIN)
         .args(["serve", "-c"])
         .arg(&path)
         .output()
         .expect("run gslb");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "gslb started without its interface: {err}"
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "gslb started: {err}");
+    err
+}
+
+#[test]
+fn an_xdp_interface_that_does_not_exist_stops_startup_with_its_name() {
+    let err = start_fails(
+        r#"
+[server]
+listen = ["127.0.30.2:0"]
+xdp_interface = "nosuch0"
+"#,
     );
     assert!(
         err.contains("cannot serve over XDP on nosuch0") && err.contains("no network interface"),
         "{err}"
     );
+}
+
+/// A veth pair the test creates, as a container's link: `gslbx0` (10.53.30.1/30) here
+/// and `gslbx1` (10.53.30.2/30) in the network namespace `gslb-xdp-test`. Dropping it
+/// deletes the namespace, and with it both ends.
+struct VethNs;
+
+const NS: &str = "gslb-xdp-test";
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl VethNs {
+    fn create() -> VethNs {
+        // Left over from a run that was killed: start clean.
+        let _ = Command::new("ip").args(["netns", "del", NS]).output();
+        ip(&["netns", "add", NS]);
+        let v = VethNs;
+        ip(&[
+            "link", "add", "gslbx0", "type", "veth", "peer", "name", "gslbx1", "netns", NS,
+        ]);
+        ip(&["addr", "add", "10.53.30.1/30", "dev", "gslbx0"]);
+        ip(&["link", "set", "gslbx0", "up"]);
+        for a in [
+            &["addr", "add", "10.53.30.2/30", "dev", "gslbx1"][..],
+            &["link", "set", "gslbx1", "up"],
+            &["link", "set", "lo", "up"],
+        ] {
+            let mut all = vec!["-n", NS];
+            all.extend_from_slice(a);
+            ip(&all);
+        }
+        v
+    }
+
+    /// Runs `f` on a thread inside the namespace: its sockets are the namespace's.
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(format!("/run/netns/{NS}")).expect("open netns");
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+        .join()
+        .expect("client thread")
+    }
+}
+
+impl Drop for VethNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", NS]).output();
+        let _ = Command::new("ip").args(["link", "del", "gslbx0"]).output();
+    }
+}
+
+/// One UDP exchange from an unbound socket (the namespace's own source address).
+fn udp_from_here(to: std::net::SocketAddr, q: &[u8]) -> Option<Vec<u8>> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.send_to(q, to).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = s.recv_from(&mut buf).ok()?;
+    Some(buf[..n].to_vec())
+}
+
+#[test]
+fn native_mode_on_a_veth_answers_another_namespace_over_xdp() {
+    if !is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "a namespace and an XDP program need root, and CI is set"
+        );
+        eprintln!("skipped: a namespace and an XDP program need root");
+        return;
+    }
+    let veth = VethNs::create();
+    let mut g = Gslb::start(
+        r#"
+[server]
+listen = ["10.53.30.1:0"]
+udp_sockets = 1
+xdp_interface = "gslbx0"
+xdp_mode = "native"
+
+[admin]
+listen = "127.0.30.1:0"
+
+[[zone]]
+origin = "xdp.test"
+ns = [{ name = "ns1", addresses = ["192.0.2.53"] }]
+record = [{ name = "www", type = "A", value = "192.0.2.80" }]
+"#,
+    );
+    g.wait_log(
+        "DNS over XDP: serving a receive queue queue=0 mode=Native",
+        Duration::from_secs(5),
+    );
+    let link = Command::new("ip")
+        .args(["link", "show", "gslbx0"])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&link.stdout).to_string();
+    // `ip` says "xdp" for a driver-mode program and "xdpgeneric" for a generic one.
+    assert!(
+        link.contains(" xdp ") && !link.contains("xdpgeneric"),
+        "not attached in native mode: {link}"
+    );
+
+    // The other namespace's stack leaves the UDP checksum unfinished over a veth: the
+    // queries must be taken all the same, and answered over XDP.
+    let before = frames(&g, "answered");
+    let dropped = frames(&g, "dropped");
+    const N: usize = 20;
+    let to = g.addr;
+    // Up to the first query without its answer (each waits 2 s for it).
+    let answers = veth.run(move || {
+        let mut got = Vec::new();
+        for i in 0..N {
+            let mut edns = Edns::new();
+            edns.set_max_payload(1232);
+            let q = query_msg("www.xdp.test", RecordType::A, (i % 2 == 0).then_some(edns));
+            let reply = udp_from_here(to, &q.to_vec().unwrap())
+                .and_then(|r| hickory_proto::op::Message::from_vec(&r).ok())
+                .filter(|m| m.metadata.id == q.metadata.id)
+                .map(|m| a_records(&m));
+            let last = reply.is_none();
+            got.push(reply);
+            if last {
+                break;
+            }
+        }
+        got
+    });
+    assert_eq!(answers.len(), N, "no answer to query {}", answers.len() - 1);
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(
+            a.as_deref(),
+            Some(&[std::net::Ipv4Addr::new(192, 0, 2, 80)][..]),
+            "query {i}; logs:\n{}",
+            g.logs()
+        );
+    }
+    let answered = frames(&g, "answered") - before;
+    assert!(answered >= N as f64, "{answered} of {N} answered over XDP");
+    assert_eq!(frames(&g, "dropped"), dropped, "queries were dropped");
+
+    g.signal("TERM");
+    assert!(
+        g.wait_exit(Duration::from_secs(10)).is_some(),
+        "gslb did not stop"
+    );
+    drop(veth);
+}
+
+#[test]
+fn native_mode_on_lo_stops_startup_with_the_reason() {
+    if !is_root() {
+        eprintln!("skipped: attaching an XDP program needs root");
+        return;
+    }
+    let _route = LoSysctl::set("route_localnet");
+    let _local = LoSysctl::set("accept_local");
+    let err = start_fails(
+        r#"
+[server]
+listen = ["127.0.30.3:0"]
+xdp_interface = "lo"
+xdp_mode = "native"
+"#,
+    );
+    assert!(
+        err.contains("cannot serve over XDP on lo") && err.contains("xdp_mode = \"generic\""),
+        "{err}"
+    );
+    assert!(!xdp_on_lo(), "a program stayed on lo");
 }

@@ -19,6 +19,7 @@ const BPF_MAP_TYPE_XSKMAP: u32 = 17;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 const XDP_PASS: i32 = 2;
 const BPF_FUNC_REDIRECT_MAP: i32 = 51;
 
@@ -27,6 +28,17 @@ const BPF_FUNC_REDIRECT_MAP: i32 = 51;
 pub struct Match {
     pub addr: Ipv4Addr,
     pub port: u16,
+}
+
+/// Where on the interface's receive path the program runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// After the kernel has built its socket buffer for the packet: works on any
+    /// interface, `lo` included, and copies each packet once more.
+    Generic,
+    /// In the driver, before any socket buffer: needs a driver with XDP support (most
+    /// server NICs, `veth`, virtio-net); not `lo`.
+    Native,
 }
 
 /// The interface index of `name`.
@@ -53,10 +65,14 @@ pub struct Steering {
 }
 
 impl Steering {
-    /// Loads the program for `matches` and attaches it to `ifindex` in generic mode,
-    /// with room for sockets on queues `0..queues`. Until [`Steering::insert`] puts a
+    /// Loads the program for `matches` and attaches it to `ifindex` in `mode`, with room for sockets on queues `0..queues`. Until [`Steering::insert`] puts a
     /// socket on a queue, that queue's datagrams go on to the kernel's stack.
-    pub fn attach(ifindex: u32, queues: u32, matches: &[Match]) -> io::Result<Steering> {
+    pub fn attach(
+        ifindex: u32,
+        mode: Mode,
+        queues: u32,
+        matches: &[Match],
+    ) -> io::Result<Steering> {
         if matches.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -66,7 +82,7 @@ impl Steering {
         let map = map_create(queues.max(1))?;
         let insns = program(map.as_raw_fd(), matches);
         let prog = prog_load(&insns)?;
-        let link = link_create(prog.as_raw_fd(), ifindex)?;
+        let link = link_create(prog.as_raw_fd(), ifindex, mode)?;
         Ok(Steering {
             map,
             _prog: prog,
@@ -184,17 +200,25 @@ fn prog_load(insns: &[Insn]) -> io::Result<OwnedFd> {
     })
 }
 
-fn link_create(prog: RawFd, ifindex: u32) -> io::Result<OwnedFd> {
+fn link_create(prog: RawFd, ifindex: u32, mode: Mode) -> io::Result<OwnedFd> {
     let mut attr = Attr::default();
     attr.put_u32(0, prog as u32);
     attr.put_u32(4, ifindex);
     attr.put_u32(8, BPF_XDP);
-    attr.put_u32(12, XDP_FLAGS_SKB_MODE);
+    attr.put_u32(
+        12,
+        match mode {
+            Mode::Generic => XDP_FLAGS_SKB_MODE,
+            Mode::Native => XDP_FLAGS_DRV_MODE,
+        },
+    );
     sys_bpf_fd(BPF_LINK_CREATE, &mut attr).map_err(|e| {
-        let why = if e.raw_os_error() == Some(libc::EBUSY) {
-            " (another XDP program is attached to it)"
-        } else {
-            ""
+        let why = match e.raw_os_error() {
+            Some(libc::EBUSY) => " (another XDP program is attached to it)",
+            Some(libc::EOPNOTSUPP) if mode == Mode::Native => {
+                " (its driver has no native XDP; xdp_mode = \"generic\" works on any interface)"
+            }
+            _ => "",
         };
         io::Error::new(
             e.kind(),

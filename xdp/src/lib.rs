@@ -4,8 +4,8 @@
 //! rings are memory shared with the kernel, and the XDP program is loaded with the raw
 //! `bpf` system call). This crate holds that code and nothing else:
 //!
-//! - [`Steering`]: an XDP program, attached to one interface in generic (SKB) mode,
-//!   that hands every plain IPv4 UDP datagram for one of the given (address, port)
+//! - [`Steering`]: an XDP program, attached to one interface in generic (SKB) or
+//!   native (driver) mode, that hands every plain IPv4 UDP datagram for one of the given (address, port)
 //!   pairs to the AF_XDP socket of the receive queue it arrived on. Everything else
 //!   (IPv6, IP options, fragments, other ports, and any queue without a socket) goes
 //!   on through the kernel's stack as before.
@@ -28,5 +28,5 @@ mod bpf;
 mod ring;
 mod xsk;
 
-pub use bpf::{Match, Steering, ifindex};
+pub use bpf::{Match, Mode, Steering, ifindex};
 pub use xsk::{Socket, Statistics};

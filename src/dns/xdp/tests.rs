@@ -46,7 +46,7 @@ fn a_query_frame_parses_and_its_reply_goes_back() {
     let (src, dst) = addrs();
     let payload = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01odd";
     let mut f = frame(src, dst, payload);
-    let q = parse(&f, false).expect("a well-formed query");
+    let q = parse(&f, Link::Wire).expect("a well-formed query");
     assert_eq!((q.src, q.dst, q.payload), (src, dst, payload.len()));
     // The reply: a different payload of even length, headers turned around.
     let reply = b"\x12\x34\x81\x80";
@@ -55,7 +55,7 @@ fn a_query_frame_parses_and_its_reply_goes_back() {
     write_headers(&mut f, &q);
     assert_eq!(&f[0..6], &[2, 0, 0, 0, 0, 2], "to the sender's MAC");
     assert_eq!(&f[6..12], &[2, 0, 0, 0, 0, 1]);
-    let back = parse(&f, false).expect("the reply is a well-formed datagram too");
+    let back = parse(&f, Link::Wire).expect("the reply is a well-formed datagram too");
     assert_eq!((back.src, back.dst, back.payload), (dst, src, reply.len()));
     assert_eq!(be16(&f, 20), 0x4000, "don't fragment");
     assert_eq!(f[22], 64);
@@ -69,11 +69,11 @@ fn frames_the_kernel_would_drop_are_dropped() {
         dst,
         b"\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00",
     );
-    assert!(parse(&good, false).is_some());
+    assert!(parse(&good, Link::Wire).is_some());
     let broken = |f: &dyn Fn(&mut Vec<u8>)| {
         let mut b = good.clone();
         f(&mut b);
-        parse(&b, false)
+        parse(&b, Link::Wire)
     };
     assert_eq!(broken(&|b| b[25] ^= 1), None, "IPv4 header checksum");
     assert_eq!(broken(&|b| b[14] = 0x46), None, "IP options");
@@ -95,7 +95,7 @@ fn frames_the_kernel_would_drop_are_dropped() {
         b
     };
     assert_eq!(
-        parse(&frag, false),
+        parse(&frag, Link::Wire),
         None,
         "a fragment goes to the kernel, never here"
     );
@@ -103,7 +103,7 @@ fn frames_the_kernel_would_drop_are_dropped() {
     let from = |s: &str| {
         parse(
             &frame(s.parse().unwrap(), dst, b"\0\0\0\0\0\0\0\0\0\0\0\0"),
-            false,
+            Link::Wire,
         )
     };
     assert_eq!(from("255.255.255.255:40000"), None);
@@ -116,28 +116,40 @@ fn frames_the_kernel_would_drop_are_dropped() {
         dst,
         b"\0\0\0\0\0\0\0\0\0\0\0\0",
     );
-    assert_eq!(parse(&lo, false), None);
-    assert!(parse(&lo, true).is_some());
+    assert_eq!(parse(&lo, Link::Wire), None);
+    assert!(parse(&lo, Link::Loopback).is_some());
     // To an Ethernet broadcast or multicast address.
     assert_eq!(broken(&|b| b[0] = 0xff), None, "Ethernet broadcast");
     assert_eq!(broken(&|b| b[0] = 0x01), None, "Ethernet multicast");
     // The UDP checksum is checked, except on loopback (which sends it unfinished), and
     // zero (none) is allowed over IPv4.
     assert_eq!(broken(&|b| b[HEADERS] ^= 1), None, "UDP checksum");
-    let mut partial = good.clone();
-    partial[40..42].copy_from_slice(&[0x12, 0x34]);
-    assert_eq!(parse(&partial, false), None);
-    assert!(parse(&partial, true).is_some());
+    let mut wrong = good.clone();
+    wrong[40..42].copy_from_slice(&[0x12, 0x34]);
+    assert_eq!(parse(&wrong, Link::Wire), None);
+    assert_eq!(parse(&wrong, Link::Virtual), None);
+    assert!(parse(&wrong, Link::Loopback).is_some());
+    // The unfinished form another namespace's stack leaves on a veth: the sum of the
+    // pseudo-header alone. Taken on a virtual link, refused from a wire.
+    let mut unfinished = good.clone();
+    let udp_len = good.len() - 34;
+    let partial = fold(pseudo(*src.ip(), *dst.ip(), udp_len));
+    unfinished[40..42].copy_from_slice(&partial.to_be_bytes());
+    assert_ne!(unfinished, good);
+    assert!(parse(&unfinished, Link::Virtual).is_some());
+    assert_eq!(parse(&unfinished, Link::Wire), None);
+    assert!(parse(&good, Link::Virtual).is_some());
+    assert_eq!(broken(&|b| b[HEADERS] ^= 1), None, "UDP checksum");
     let mut none = good.clone();
     none[40..42].copy_from_slice(&[0, 0]);
-    assert!(parse(&none, false).is_some());
+    assert!(parse(&none, Link::Wire).is_some());
 }
 
 proptest::proptest! {
     /// Any bytes at all: parsed or refused, never a panic.
     #[test]
     fn parse_takes_any_bytes(b in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
-        let _ = parse(&b, false);
+        let _ = parse(&b, Link::Wire);
     }
 
     /// A reply from any address and port to any other, of any length: a datagram
@@ -158,7 +170,7 @@ proptest::proptest! {
         // As if answering a query from `dst` to `src`: the reply goes src -> dst.
         let q = Query { src: SocketAddrV4::new(dst, dport), dst: SocketAddrV4::new(src, sport), payload: 0 };
         write_headers(&mut f, &q);
-        let got = parse(&f, true).expect("our own reply is well-formed");
+        let got = parse(&f, Link::Loopback).expect("our own reply is well-formed");
         proptest::prop_assert_eq!(got.src, SocketAddrV4::new(src, sport));
         proptest::prop_assert_eq!(got.dst, SocketAddrV4::new(dst, dport));
         proptest::prop_assert_eq!(got.payload, payload.len());

@@ -25,7 +25,12 @@
 #   XDP=1             gslb serves over AF_XDP on lo (xdp_interface = "lo"); sets the
 #                     sysctls net.ipv4.conf.lo.route_localnet and accept_local to 1 for
 #                     the run (replies injected on lo are routed like arriving
-#                     packets, and 127/8 sources are martians otherwise), restored on exit
+#                     packets, and 127/8 sources are martians otherwise), restored on exit.
+#                     With NETNS=1: on the veth instead, in native mode (xdp_mode)
+#   NETNS=1           dnsperf (and dig) run in a network namespace of the script's,
+#                     behind a veth pair, as a client across a link: the servers listen
+#                     on 10.53.0.1 (veth gpc0 here), dnsperf sends from 10.53.0.2 (gpc1
+#                     in namespace gslb-peer-compare). The namespace goes on exit
 #   PERF=1            also sample each server with `perf record -e cpu-clock -g` (a
 #                     software timer: works where hardware counters do not) during the
 #                     udp and tcp runs and print the hottest symbols, kernel and user,
@@ -50,6 +55,7 @@ INSTR_QPS=${INSTR_QPS:-1000}
 VALGRIND=${VALGRIND:-0}
 PERF=${PERF:-0}
 XDP=${XDP:-0}
+NETNS=${NETNS:-0}
 PERF_TOP=${PERF_TOP:-25}
 [[ $VALGRIND == 1 ]] && MODES=instr
 WARMUP=${WARMUP:-1}
@@ -72,7 +78,9 @@ TOOLS="dnsperf gdnsd python3 taskset dig"
 for tool in $TOOLS; do
     command -v "$tool" >/dev/null || { echo "peer_compare: $tool not found" >&2; exit 1; }
 done
-for a in 127.0.0.1 "$HC_A" "$HC_B"; do
+SRV_ADDR=127.0.0.1
+[[ $NETNS == 1 ]] && SRV_ADDR=10.53.0.1
+for a in "$HC_A" "$HC_B"; do
     case $a in 127.*) ;; *) echo "peer_compare: $a is not a loopback address" >&2; exit 1 ;; esac
 done
 
@@ -80,6 +88,8 @@ done
 PIDS=()
 WORK=$(mktemp -d /tmp/peer_compare.XXXXXX)
 SYSCTL_OLD=()
+NS=gslb-peer-compare
+NS_MADE=0
 cleanup() {
     local pid kv
     for kv in "${SYSCTL_OLD[@]}"; do
@@ -91,6 +101,10 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
+    if [[ $NS_MADE == 1 ]]; then
+        ip netns del "$NS" 2>/dev/null || true
+        ip link del gpc0 2>/dev/null || true
+    fi
     if [[ ${KEEP:-0} == 1 ]]; then
         echo "peer_compare: kept $WORK"
     else
@@ -116,6 +130,27 @@ else
     PINNING="single CPU: no pinning (server and dnsperf share it)"
 fi
 
+# --------------------------------------------------------------------------- client namespace
+# IN_CLI runs a client command (dnsperf, dig, the sanity sampler) where the client is:
+# here, or in the namespace behind the veth.
+IN_CLI=("${PIN_CLI[@]}")
+if [[ $NETNS == 1 ]]; then
+    if ip netns list | grep -qw "$NS" || ip link show gpc0 >/dev/null 2>&1; then
+        echo "peer_compare: namespace $NS or link gpc0 exists (another run?); remove them first" >&2
+        exit 1
+    fi
+    ip netns add "$NS"
+    NS_MADE=1
+    ip link add gpc0 type veth peer name gpc1 netns "$NS"
+    ip addr add 10.53.0.1/30 dev gpc0
+    ip link set gpc0 up
+    ip -n "$NS" addr add 10.53.0.2/30 dev gpc1
+    ip -n "$NS" link set gpc1 up
+    ip -n "$NS" link set lo up
+    IN_CLI=(ip netns exec "$NS" "${PIN_CLI[@]}")
+    PINNING+="; dnsperf in namespace $NS across veth gpc0/gpc1"
+fi
+
 port_free() { # addr port -> 0 when both UDP and TCP can bind
     python3 - "$1" "$2" <<'EOF'
 import socket, sys
@@ -131,7 +166,7 @@ for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
         s.close()
 EOF
 }
-for spec in "127.0.0.1 $GSLB_PORT" "127.0.0.1 $GDNSD_PORT" "$HC_A $HC_PORT" "$HC_B $HC_PORT"; do
+for spec in "$SRV_ADDR $GSLB_PORT" "$SRV_ADDR $GDNSD_PORT" "$HC_A $HC_PORT" "$HC_B $HC_PORT"; do
     # shellcheck disable=SC2086
     port_free $spec || { echo "peer_compare: $spec is in use; set the *_PORT variables" >&2; exit 1; }
 done
@@ -183,7 +218,11 @@ done
 
 # --------------------------------------------------------------------------- configs
 XDP_LINE=
-if [[ $XDP == 1 ]]; then
+XDP_IF=lo
+if [[ $XDP == 1 && $NETNS == 1 ]]; then
+    XDP_IF=gpc0
+    XDP_LINE=$'xdp_interface = "gpc0"\nxdp_mode = "native"'
+elif [[ $XDP == 1 ]]; then
     XDP_LINE='xdp_interface = "lo"'
     for k in route_localnet accept_local; do
         SYSCTL_OLD+=("$k=$(cat /proc/sys/net/ipv4/conf/lo/$k)")
@@ -192,7 +231,7 @@ if [[ $XDP == 1 ]]; then
 fi
 cat >"$WORK/gslb.toml" <<EOF
 [server]
-listen = ["127.0.0.1:$GSLB_PORT"]
+listen = ["$SRV_ADDR:$GSLB_PORT"]
 udp_sockets = 1
 $XDP_LINE
 
@@ -241,7 +280,7 @@ EOF
 mkdir -p "$WORK/gdnsd/zones" "$WORK/gdnsd/run" "$WORK/gdnsd/state"
 cat >"$WORK/gdnsd/config" <<EOF
 options => {
-  listen => { 127.0.0.1:$GDNSD_PORT => { udp_threads => 1, tcp_threads => 1 } }
+  listen => { $SRV_ADDR:$GDNSD_PORT => { udp_threads => 1, tcp_threads => 1 } }
   run_dir => $WORK/gdnsd/run
   state_dir => $WORK/gdnsd/state
 }
@@ -286,10 +325,10 @@ stop_gslb() {
     GSLB_UP=0
     # The kernel detaches the program when gslb's last descriptor of it closes.
     for _ in $(seq 50); do
-        ip link show lo | grep -q xdp || return 0
+        ip link show "$XDP_IF" | grep -q xdp || return 0
         sleep 0.1
     done
-    echo "peer_compare: an XDP program is still attached to lo after gslb stopped" >&2
+    echo "peer_compare: an XDP program is still attached to $XDP_IF after gslb stopped" >&2
     exit 1
 }
 restart_gslb() { # XDP=1: a fresh gslb for the next turn, answering
@@ -305,7 +344,7 @@ wait_ready() { # name port pid: until NOERROR with one of the gateway addresses
     local name=$1 port=$2 pid=$3 out
     for _ in $(seq 150); do
         kill -0 "$pid" 2>/dev/null || { echo "peer_compare: $name exited during startup" >&2; return 1; }
-        out=$(dig +tries=1 +time=1 @127.0.0.1 -p "$port" "$NAME" A 2>/dev/null || true)
+        out=$("${IN_CLI[@]}" dig +tries=1 +time=1 @"$SRV_ADDR" -p "$port" "$NAME" A 2>/dev/null || true)
         if grep -q 'status: NOERROR' <<<"$out" && grep -Eq "IN[[:space:]]+A[[:space:]]+($HC_A|$HC_B)\$" <<<"$out"; then
             return 0
         fi
@@ -326,7 +365,8 @@ cat >"$WORK/sample.py" <<'EOF'
 # counts, TTLs, and each address's share. Exits 1 when anything is not as expected.
 import collections, random, socket, struct, sys
 
-port, name, n, want = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), set(sys.argv[4].split(","))
+addr, port, name, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+want = set(sys.argv[5].split(","))
 
 def query(qid):
     q = struct.pack(">HHHHHH", qid, 0, 1, 0, 0, 0)
@@ -347,7 +387,7 @@ s.settimeout(1)
 rcodes, counts, ttls, addrs, bad = (collections.Counter() for _ in range(5))
 for _ in range(n):
     qid = random.getrandbits(16)
-    s.sendto(query(qid), ("127.0.0.1", port))
+    s.sendto(query(qid), (addr, port))
     try:
         m = s.recv(4096)
     except socket.timeout:
@@ -387,7 +427,7 @@ sanity() { # label
     for srv in gslb gdnsd; do
         port=$GSLB_PORT; [[ $srv == gdnsd ]] && port=$GDNSD_PORT
         printf '  %-6s %-5s ' "$1" "$srv"
-        python3 "$WORK/sample.py" "$port" "$NAME" 1000 "$HC_A,$HC_B" || { SANITY_OK=0; echo "  ^ NOT AS EXPECTED"; }
+        "${IN_CLI[@]}" python3 "$WORK/sample.py" "$SRV_ADDR" "$port" "$NAME" 1000 "$HC_A,$HC_B" || { SANITY_OK=0; echo "  ^ NOT AS EXPECTED"; }
     done
 }
 echo "== sanity: 1000 sequential queries for $NAME A per server (expect NOERROR, 1 answer, TTL 30, ~50/50)"
@@ -439,7 +479,7 @@ rss_kib() { # pid field -> VmRSS / VmHWM in KiB
 }
 
 dnsperf_args() { # mode port
-    local a=(-s 127.0.0.1 -p "$2" -d "$WORK/queries.txt" -c "$CLIENTS" -T 1 "${ECS_ARGS[@]}")
+    local a=(-s "$SRV_ADDR" -p "$2" -d "$WORK/queries.txt" -c "$CLIENTS" -T 1 "${ECS_ARGS[@]}")
     case $1 in
         udp) ;;
         tcp) a+=(-m tcp) ;;
@@ -477,7 +517,7 @@ run_one() { # mode round server
     t0=$(cpu_ticks "$pid")
     u0=$(user_ticks "$pid")
     # shellcheck disable=SC2046
-    "${PIN_CLI[@]}" dnsperf $(dnsperf_args "$mode" "$port") -l "$DURATION" >"$out" 2>&1 || true
+    "${IN_CLI[@]}" dnsperf $(dnsperf_args "$mode" "$port") -l "$DURATION" >"$out" 2>&1 || true
     t1=$(cpu_ticks "$pid") || t1=
     u1=$(user_ticks "$pid") || u1=
     b1=$(cpu_busy "$OTHER_CPU")
@@ -549,7 +589,7 @@ instr_one() { # round server pid port out
     idle=$(ir_dump "$pid")
     callgrind_control -z "$pid" >/dev/null 2>&1
     # shellcheck disable=SC2046
-    "${PIN_CLI[@]}" dnsperf $(dnsperf_args instr "$port") -l "$DURATION" >"$out" 2>&1 || true
+    "${IN_CLI[@]}" dnsperf $(dnsperf_args instr "$port") -l "$DURATION" >"$out" 2>&1 || true
     load=$(ir_dump "$pid")
     local done
     done=$(awk '/Queries completed:/ { print $3 }' "$out")
@@ -562,7 +602,7 @@ warm() { # mode server
     local port=$GSLB_PORT
     [[ $2 == gdnsd ]] && port=$GDNSD_PORT
     # shellcheck disable=SC2046
-    "${PIN_CLI[@]}" dnsperf $(dnsperf_args "$1" "$port") -l "$WARMUP" >/dev/null 2>&1 || true
+    "${IN_CLI[@]}" dnsperf $(dnsperf_args "$1" "$port") -l "$WARMUP" >/dev/null 2>&1 || true
 }
 
 print_round() { # mode round

@@ -26,7 +26,8 @@
 #                     sysctls net.ipv4.conf.lo.route_localnet and accept_local to 1 for
 #                     the run (replies injected on lo are routed like arriving
 #                     packets, and 127/8 sources are martians otherwise), restored on exit.
-#                     With NETNS=1: on the veth instead, in native mode (xdp_mode)
+#                     With NETNS=1: on the veth gpc0 instead, in native mode
+#                     (xdp_mode = "native"), and no sysctl is touched
 #   NETNS=1           dnsperf (and dig) run in a network namespace of the script's,
 #                     behind a veth pair, as a client across a link: the servers listen
 #                     on 10.53.0.1 (veth gpc0 here), dnsperf sends from 10.53.0.2 (gpc1
@@ -135,8 +136,12 @@ fi
 # here, or in the namespace behind the veth.
 IN_CLI=("${PIN_CLI[@]}")
 if [[ $NETNS == 1 ]]; then
-    if ip netns list | grep -qw "$NS" || ip link show gpc0 >/dev/null 2>&1; then
+    if [[ -e /run/netns/$NS ]] || ip link show gpc0 >/dev/null 2>&1; then
         echo "peer_compare: namespace $NS or link gpc0 exists (another run?); remove them first" >&2
+        exit 1
+    fi
+    if grep -q ' 10\.53\.0\.[0-3]/' <<<"$(ip -4 -o addr show)"; then
+        echo "peer_compare: 10.53.0.0/30 is already in use on this host" >&2
         exit 1
     fi
     ip netns add "$NS"
@@ -315,10 +320,11 @@ start_gslb() {
     PIDS+=("$GSLB_PID")
     GSLB_UP=1
 }
-# With XDP=1, gslb's program on lo sees every loopback packet, gdnsd's included, and a
-# packet it passes on costs the sender more (generic XDP copies it first): gdnsd would
-# pay for gslb's listener. So gslb runs only for its own turns, started afresh each
-# round and stopped before gdnsd's.
+# With XDP=1, gslb's program sees every packet of its interface, gdnsd's included, and
+# a packet it passes on costs more (generic XDP on lo copies it first; native XDP on the
+# veth takes it through the veth's NAPI instead of the backlog): gdnsd would pay for
+# gslb's listener. So gslb runs only for its own turns, started afresh each round and
+# stopped before gdnsd's.
 stop_gslb() {
     kill "$GSLB_PID" 2>/dev/null || true
     wait "$GSLB_PID" 2>/dev/null || true

@@ -93,6 +93,17 @@ fn compile_xdp(
     listen: &[SocketAddr],
 ) -> Result<Option<XdpSettings>> {
     let Some(name) = &s.xdp_interface else {
+        // Settings of a listener that is not there would be silently dropped.
+        let set = [
+            ("xdp_queues", s.xdp_queues.as_ref().map(|q| q.span())),
+            ("xdp_mode", s.xdp_mode.as_ref().map(|m| m.span())),
+        ];
+        if let Some((key, Some(span))) = set.into_iter().find(|(_, span)| span.is_some()) {
+            return Err(loc.error(
+                span,
+                format!("{key} needs xdp_interface: without it there is no AF_XDP listener"),
+            ));
+        }
         return Ok(None);
     };
     let n = name.get_ref();
@@ -103,10 +114,10 @@ fn compile_xdp(
             format!("xdp_interface {n:?} is not a network interface name"),
         ));
     }
-    let q = *s.xdp_queues.get_ref();
+    let q = s.xdp_queues.as_ref().map_or(1, |q| *q.get_ref());
     if q == 0 || q > MAX_XDP_QUEUES {
         return Err(loc.error(
-            s.xdp_queues.span(),
+            s.xdp_queues.as_ref().map_or(name.span(), |q| q.span()),
             format!("xdp_queues: {q} is out of range (1 to {MAX_XDP_QUEUES})"),
         ));
     }
@@ -130,9 +141,9 @@ fn compile_xdp(
     Ok(Some(XdpSettings {
         interface: n.clone(),
         queues: q,
-        mode: match s.xdp_mode {
-            schema::XdpModeDef::Generic => XdpMode::Generic,
-            schema::XdpModeDef::Native => XdpMode::Native,
+        mode: match s.xdp_mode.as_ref().map(|m| *m.get_ref()) {
+            None | Some(schema::XdpModeDef::Generic) => XdpMode::Generic,
+            Some(schema::XdpModeDef::Native) => XdpMode::Native,
         },
     }))
 }

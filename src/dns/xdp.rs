@@ -59,9 +59,12 @@ enum Link {
     /// loopback sources are ordinary.
     Loopback,
     /// A software device with no hardware under it (`veth`, as in a container's
-    /// network namespace): a datagram another namespace of this host sent over it
-    /// carries the unfinished checksum as on loopback, and one from a wire the whole
-    /// checksum. Either is taken.
+    /// network namespace; a bridge, bond or VLAN too): a datagram another namespace of
+    /// this host sent over it carries the unfinished checksum as on loopback, and one
+    /// from a wire the whole checksum. Either is taken. (The kernel knows the first
+    /// kind from the packet's metadata; gslb, seeing bytes only, takes a checksum equal
+    /// to the unfinished form, which a corrupted datagram from a wire matches once in
+    /// 65,536.)
     Virtual,
     /// A NIC: the whole checksum, or none.
     Wire,

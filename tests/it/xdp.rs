@@ -1,10 +1,12 @@
 //! The AF_XDP listener (`[server] xdp_interface`, issue 11), on the real loopback
-//! interface: the real binary attaches its XDP program to `lo`, a real client sends
-//! queries over UDP, and the admin metrics say which way each went.
+//! interface (generic mode) and on a veth pair into a network namespace the test
+//! creates (native mode): the real binary attaches its XDP program, a real client
+//! sends queries over UDP, and the admin metrics say which way each went.
 //!
-//! Attaching a program needs root (CAP_BPF and CAP_NET_ADMIN): without it the test is
-//! skipped, except in CI. Only one test here attaches (an interface takes one XDP
-//! program at a time). Clients, listeners and health targets live on 127.0.30.0/24.
+//! Attaching a program needs root (CAP_BPF and CAP_NET_ADMIN): without it the tests
+//! are skipped, except in CI. `lo` takes one XDP program at a time and its sysctls are
+//! shared, so the tests that attach to it hold [`LO`]; the veth pair is this process's
+//! own. Clients, listeners and health targets live on 127.0.30.0/24.
 
 use std::process::Command;
 use std::time::Duration;
@@ -15,6 +17,14 @@ use hickory_proto::rr::{RData, RecordType};
 use crate::common::*;
 use crate::locality::{echoed, ecs_edns};
 use crate::ops::metric;
+
+/// Held by every test that attaches to `lo` or sets its sysctls (`cargo test` runs
+/// tests in parallel).
+static LO: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lo_lock() -> std::sync::MutexGuard<'static, ()> {
+    LO.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Sets a sysctl of `lo` for the test and puts back the value it found.
 struct LoSysctl {
@@ -120,6 +130,7 @@ fn queries_are_answered_over_xdp_and_what_it_leaves_goes_through_the_kernel() {
         eprintln!("skipped: attaching an XDP program needs root");
         return;
     }
+    let _lo = lo_lock();
     assert!(!xdp_on_lo(), "an XDP program is already attached to lo");
     let _route = LoSysctl::set("route_localnet");
     let _local = LoSysctl::set("accept_local");
@@ -239,17 +250,37 @@ fn queries_are_answered_over_xdp_and_what_it_leaves_goes_through_the_kernel() {
 /// Runs `gslb serve` on `server` (a `[server]` table) and one zone, requires it to
 /// fail, and returns what it said.
 fn start_fails(server: &str) -> String {
+    use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gslb.toml");
     let zone = "[[zone]]\norigin = \"xdp.test\"\nns = [{ name = \"ns1\", addresses = [\"192.0.2.53\"] }]\n";
     std::fs::write(&path, format!("{server}\n{zone}")).unwrap();
-    let out = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(["serve", "-c"])
         .arg(&path)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run gslb");
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "gslb started: {err}");
+    // A gslb that starts after all serves until it is stopped: give it 10 s.
+    let mut status = None;
+    wait_until(Duration::from_secs(10), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("gslb started and kept serving");
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success(), "gslb started: {err}");
     err
 }
 
@@ -268,12 +299,17 @@ xdp_interface = "nosuch0"
     );
 }
 
-/// A veth pair the test creates, as a container's link: `gslbx0` (10.53.30.1/30) here
-/// and `gslbx1` (10.53.30.2/30) in the network namespace `gslb-xdp-test`. Dropping it
+/// A veth pair the test creates, as a container's link: `gxPID.0` (10.53.N.1/30)
+/// here and `gxPID.1` (10.53.N.2/30) in the network namespace `gslb-xdp-PID`, N taken
+/// from the process id too, so that two runs of the suite do not meet. Dropping it
 /// deletes the namespace, and with it both ends.
-struct VethNs;
-
-const NS: &str = "gslb-xdp-test";
+struct VethNs {
+    ns: String,
+    here: String,
+    there: String,
+    /// 10.53.N.1, the address on `here`.
+    addr: std::net::Ipv4Addr,
+}
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
@@ -287,21 +323,27 @@ fn ip(args: &[&str]) {
 
 impl VethNs {
     fn create() -> VethNs {
-        // Left over from a run that was killed: start clean.
-        let _ = Command::new("ip").args(["netns", "del", NS]).output();
-        ip(&["netns", "add", NS]);
-        let v = VethNs;
+        let pid = std::process::id();
+        let n = 64 + pid % 128;
+        let v = VethNs {
+            ns: format!("gslb-xdp-{pid}"),
+            here: format!("gx{pid}.0"),
+            there: format!("gx{pid}.1"),
+            addr: std::net::Ipv4Addr::new(10, 53, n as u8, 1),
+        };
+        ip(&["netns", "add", &v.ns]);
         ip(&[
-            "link", "add", "gslbx0", "type", "veth", "peer", "name", "gslbx1", "netns", NS,
+            "link", "add", &v.here, "type", "veth", "peer", "name", &v.there, "netns", &v.ns,
         ]);
-        ip(&["addr", "add", "10.53.30.1/30", "dev", "gslbx0"]);
-        ip(&["link", "set", "gslbx0", "up"]);
+        ip(&["addr", "add", &format!("10.53.{n}.1/30"), "dev", &v.here]);
+        ip(&["link", "set", &v.here, "up"]);
+        let far = format!("10.53.{n}.2/30");
         for a in [
-            &["addr", "add", "10.53.30.2/30", "dev", "gslbx1"][..],
-            &["link", "set", "gslbx1", "up"],
+            &["addr", "add", &far, "dev", &v.there][..],
+            &["link", "set", &v.there, "up"],
             &["link", "set", "lo", "up"],
         ] {
-            let mut all = vec!["-n", NS];
+            let mut all = vec!["-n", &v.ns];
             all.extend_from_slice(a);
             ip(&all);
         }
@@ -310,8 +352,9 @@ impl VethNs {
 
     /// Runs `f` on a thread inside the namespace: its sockets are the namespace's.
     fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.ns);
         std::thread::spawn(move || {
-            let ns = std::fs::File::open(format!("/run/netns/{NS}")).expect("open netns");
+            let ns = std::fs::File::open(path).expect("open netns");
             nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
             f()
         })
@@ -322,8 +365,10 @@ impl VethNs {
 
 impl Drop for VethNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", NS]).output();
-        let _ = Command::new("ip").args(["link", "del", "gslbx0"]).output();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.here])
+            .output();
     }
 }
 
@@ -348,12 +393,11 @@ fn native_mode_on_a_veth_answers_another_namespace_over_xdp() {
         return;
     }
     let veth = VethNs::create();
-    let mut g = Gslb::start(
-        r#"
+    let config = r#"
 [server]
-listen = ["10.53.30.1:0"]
+listen = ["{ADDR}:0"]
 udp_sockets = 1
-xdp_interface = "gslbx0"
+xdp_interface = "{IF}"
 xdp_mode = "native"
 
 [admin]
@@ -363,14 +407,16 @@ listen = "127.0.30.1:0"
 origin = "xdp.test"
 ns = [{ name = "ns1", addresses = ["192.0.2.53"] }]
 record = [{ name = "www", type = "A", value = "192.0.2.80" }]
-"#,
-    );
+"#
+    .replace("{ADDR}", &veth.addr.to_string())
+    .replace("{IF}", &veth.here);
+    let mut g = Gslb::start(&config);
     g.wait_log(
         "DNS over XDP: serving a receive queue queue=0 mode=Native",
         Duration::from_secs(5),
     );
     let link = Command::new("ip")
-        .args(["link", "show", "gslbx0"])
+        .args(["link", "show", &veth.here])
         .output()
         .unwrap();
     let link = String::from_utf8_lossy(&link.stdout).to_string();
@@ -429,9 +475,14 @@ record = [{ name = "www", type = "A", value = "192.0.2.80" }]
 #[test]
 fn native_mode_on_lo_stops_startup_with_the_reason() {
     if !is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "attaching an XDP program needs root, and CI is set"
+        );
         eprintln!("skipped: attaching an XDP program needs root");
         return;
     }
+    let _lo = lo_lock();
     let _route = LoSysctl::set("route_localnet");
     let _local = LoSysctl::set("accept_local");
     let err = start_fails(

@@ -65,8 +65,9 @@ pub struct Steering {
 }
 
 impl Steering {
-    /// Loads the program for `matches` and attaches it to `ifindex` in `mode`, with room for sockets on queues `0..queues`. Until [`Steering::insert`] puts a
-    /// socket on a queue, that queue's datagrams go on to the kernel's stack.
+    /// Loads the program for `matches` and attaches it to `ifindex` in `mode`, with
+    /// room for sockets on queues `0..queues`. Until [`Steering::insert`] puts a socket
+    /// on a queue, that queue's datagrams go on to the kernel's stack.
     pub fn attach(
         ifindex: u32,
         mode: Mode,
@@ -215,6 +216,7 @@ fn link_create(prog: RawFd, ifindex: u32, mode: Mode) -> io::Result<OwnedFd> {
     sys_bpf_fd(BPF_LINK_CREATE, &mut attr).map_err(|e| {
         let why = match e.raw_os_error() {
             Some(libc::EBUSY) => " (another XDP program is attached to it)",
+            Some(libc::EEXIST) => " (an XDP program in the other mode is attached to it)",
             Some(libc::EOPNOTSUPP) if mode == Mode::Native => {
                 " (its driver has no native XDP; xdp_mode = \"generic\" works on any interface)"
             }

@@ -53,18 +53,17 @@ pub struct ServerDef {
     pub xdp_interface: Option<Spanned<String>>,
     /// Receive queues of `xdp_interface` to serve, 0 to n-1: one AF_XDP socket and one
     /// thread each. Queues beyond these reach the ordinary sockets.
-    #[serde(default = "default_xdp_queues")]
-    pub xdp_queues: Spanned<u32>,
+    /// Default 1.
+    pub xdp_queues: Option<Spanned<u32>>,
     /// Where the XDP program runs: "generic" (any interface) or "native" (in the
     /// driver: one copy less per query; needs a driver with XDP support, not `lo`).
-    #[serde(default)]
-    pub xdp_mode: XdpModeDef,
+    /// Default "generic".
+    pub xdp_mode: Option<Spanned<XdpModeDef>>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum XdpModeDef {
-    #[default]
     Generic,
     Native,
 }
@@ -118,8 +117,8 @@ impl Default for ServerDef {
             nsid: None,
             version: None,
             xdp_interface: None,
-            xdp_queues: default_xdp_queues(),
-            xdp_mode: XdpModeDef::Generic,
+            xdp_queues: None,
+            xdp_mode: None,
         }
     }
 }
@@ -129,9 +128,6 @@ fn default_listen() -> Vec<Spanned<String>> {
 }
 fn default_udp_payload() -> Spanned<u16> {
     Spanned::new(0..0, 1232)
-}
-fn default_xdp_queues() -> Spanned<u32> {
-    Spanned::new(0..0, 1)
 }
 fn default_udp_sockets() -> Spanned<usize> {
     Spanned::new(0..0, 0)

@@ -141,13 +141,7 @@ pub fn unix_now() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::dns::hex;
 
     fn secret(s: &str) -> [u8; 16] {
         hex(s).try_into().unwrap()

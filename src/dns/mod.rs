@@ -17,3 +17,14 @@ mod xdp;
 
 pub use handler::{Handler, Outcome};
 pub use wire::formerr_reply;
+
+/// Bytes from hex digits (whitespace between them is ignored), for the tests' fixed
+/// vectors.
+#[cfg(test)]
+fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}

@@ -4,9 +4,9 @@
 //! sends queries over UDP, and the admin metrics say which way each went.
 //!
 //! Attaching a program needs root (CAP_BPF and CAP_NET_ADMIN): without it the tests
-//! are skipped, except in CI. `lo` takes one XDP program at a time and its sysctls are
-//! shared, so the tests that attach to it hold [`LO`]; the veth pair is this process's
-//! own. Clients, listeners and health targets live on 127.0.30.0/24.
+//! are skipped, except in CI. `lo` takes one XDP program at a time and its sysctls
+//! are shared, so the tests that attach to it hold [`LoForXdp`]; the veth pair is this
+//! process's own. Clients, listeners and health targets live on 127.0.30.0/24.
 
 use std::process::Command;
 use std::time::Duration;
@@ -21,10 +21,6 @@ use crate::ops::metric;
 /// Held by every test that attaches to `lo` or sets its sysctls (`cargo test` runs
 /// tests in parallel).
 static LO: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn lo_lock() -> std::sync::MutexGuard<'static, ()> {
-    LO.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Sets a sysctl of `lo` for the test and puts back the value it found.
 struct LoSysctl {
@@ -53,6 +49,39 @@ fn is_root() -> bool {
             .find(|l| l.starts_with("Uid:"))
             .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
     })
+}
+
+/// Whether the test can go on: it needs root for `what`. Without root it is skipped,
+/// except in CI, where that is a failure.
+fn root_or_skip(what: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} needs root, and CI is set"
+    );
+    eprintln!("skipped: {what} needs root");
+    false
+}
+
+/// `lo` ready for an XDP listener, for as long as it is held: the lock of every test
+/// that attaches to `lo`, and `route_localnet` and `accept_local` on.
+struct LoForXdp {
+    _lock: std::sync::MutexGuard<'static, ()>,
+    _route: LoSysctl,
+    _local: LoSysctl,
+}
+
+impl LoForXdp {
+    fn take() -> LoForXdp {
+        let lock = LO.lock().unwrap_or_else(|e| e.into_inner());
+        LoForXdp {
+            _lock: lock,
+            _route: LoSysctl::set("route_localnet"),
+            _local: LoSysctl::set("accept_local"),
+        }
+    }
 }
 
 fn xdp_on_lo() -> bool {
@@ -122,18 +151,11 @@ endpoints = [{{ gateway = "up" }}, {{ gateway = "gone" }}]
 
 #[test]
 fn queries_are_answered_over_xdp_and_what_it_leaves_goes_through_the_kernel() {
-    if !is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "attaching an XDP program needs root, and CI is set"
-        );
-        eprintln!("skipped: attaching an XDP program needs root");
+    if !root_or_skip("attaching an XDP program") {
         return;
     }
-    let _lo = lo_lock();
+    let _lo = LoForXdp::take();
     assert!(!xdp_on_lo(), "an XDP program is already attached to lo");
-    let _route = LoSysctl::set("route_localnet");
-    let _local = LoSysctl::set("accept_local");
     let up = HttpTarget::start("127.0.30.11", Reply::ok());
     let gone = HttpTarget::start("127.0.30.12", Reply::no_upstreams());
     let config = config()
@@ -372,24 +394,9 @@ impl Drop for VethNs {
     }
 }
 
-/// One UDP exchange from an unbound socket (the namespace's own source address).
-fn udp_from_here(to: std::net::SocketAddr, q: &[u8]) -> Option<Vec<u8>> {
-    let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    s.send_to(q, to).unwrap();
-    let mut buf = vec![0u8; 4096];
-    let (n, _) = s.recv_from(&mut buf).ok()?;
-    Some(buf[..n].to_vec())
-}
-
 #[test]
 fn native_mode_on_a_veth_answers_another_namespace_over_xdp() {
-    if !is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "a namespace and an XDP program need root, and CI is set"
-        );
-        eprintln!("skipped: a namespace and an XDP program need root");
+    if !root_or_skip("a namespace and an XDP program") {
         return;
     }
     let veth = VethNs::create();
@@ -439,10 +446,15 @@ record = [{ name = "www", type = "A", value = "192.0.2.80" }]
             let mut edns = Edns::new();
             edns.set_max_payload(1232);
             let q = query_msg("www.xdp.test", RecordType::A, (i % 2 == 0).then_some(edns));
-            let reply = udp_from_here(to, &q.to_vec().unwrap())
-                .and_then(|r| hickory_proto::op::Message::from_vec(&r).ok())
-                .filter(|m| m.metadata.id == q.metadata.id)
-                .map(|m| a_records(&m));
+            let reply = udp_raw_from(
+                "0.0.0.0:0",
+                to,
+                &q.to_vec().unwrap(),
+                Duration::from_secs(2),
+            )
+            .and_then(|r| hickory_proto::op::Message::from_vec(&r).ok())
+            .filter(|m| m.metadata.id == q.metadata.id)
+            .map(|m| a_records(&m));
             let last = reply.is_none();
             got.push(reply);
             if last {
@@ -469,22 +481,14 @@ record = [{ name = "www", type = "A", value = "192.0.2.80" }]
         g.wait_exit(Duration::from_secs(10)).is_some(),
         "gslb did not stop"
     );
-    drop(veth);
 }
 
 #[test]
 fn native_mode_on_lo_stops_startup_with_the_reason() {
-    if !is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "attaching an XDP program needs root, and CI is set"
-        );
-        eprintln!("skipped: attaching an XDP program needs root");
+    if !root_or_skip("attaching an XDP program") {
         return;
     }
-    let _lo = lo_lock();
-    let _route = LoSysctl::set("route_localnet");
-    let _local = LoSysctl::set("accept_local");
+    let _lo = LoForXdp::take();
     let err = start_fails(
         r#"
 [server]

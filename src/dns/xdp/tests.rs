@@ -157,16 +157,11 @@ fn frames_the_kernel_would_drop_are_dropped() {
 /// the sender's stack left the rest to checksum offload.
 #[test]
 fn a_query_from_a_veth_with_its_checksum_unfinished_is_taken() {
-    let hex = "5a2970f98c0ba6ceb285b05b08004500\
-               0036f4c540004011 31850a3500020a35\
-               00019c403bf9002214a0abcd01000001\
-               000000000000037777770474657374 00\
-               00010001";
-    let hex: String = hex.split_whitespace().collect();
-    let f: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect();
+    let f = crate::dns::hex(
+        "5a2970f98c0ba6ceb285b05b08004500 0036f4c540004011 31850a3500020a35
+         00019c403bf9002214a0abcd01000001 000000000000037777770474657374 00
+         00010001",
+    );
     assert_eq!(f.len(), 68);
     let q = parse(&f, Link::Virtual).expect("taken on a virtual link");
     assert_eq!(q.src, "10.53.0.2:40000".parse().unwrap());

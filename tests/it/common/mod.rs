@@ -224,7 +224,13 @@ fn rand_id() -> u16 {
 
 /// Sends raw bytes over UDP; the reply, or None after `wait`.
 pub fn udp_raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp_raw_from("127.0.0.1:0", addr, bytes, wait)
+}
+
+/// [`udp_raw`] from a socket bound to `bind` (`"0.0.0.0:0"`: the source the route
+/// gives, for a client that is not on loopback).
+pub fn udp_raw_from(bind: &str, addr: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind(bind).unwrap();
     sock.set_read_timeout(Some(wait)).unwrap();
     sock.send_to(bytes, addr).unwrap();
     let mut buf = vec![0u8; 65_535];

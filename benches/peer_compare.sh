@@ -224,15 +224,17 @@ done
 # --------------------------------------------------------------------------- configs
 XDP_LINE=
 XDP_IF=lo
-if [[ $XDP == 1 && $NETNS == 1 ]]; then
-    XDP_IF=gpc0
-    XDP_LINE=$'xdp_interface = "gpc0"\nxdp_mode = "native"'
-elif [[ $XDP == 1 ]]; then
-    XDP_LINE='xdp_interface = "lo"'
-    for k in route_localnet accept_local; do
-        SYSCTL_OLD+=("$k=$(cat /proc/sys/net/ipv4/conf/lo/$k)")
-        echo 1 >"/proc/sys/net/ipv4/conf/lo/$k"
-    done
+[[ $NETNS == 1 ]] && XDP_IF=gpc0
+if [[ $XDP == 1 ]]; then
+    XDP_LINE="xdp_interface = \"$XDP_IF\""
+    if [[ $NETNS == 1 ]]; then
+        XDP_LINE+=$'\nxdp_mode = "native"'
+    else
+        for k in route_localnet accept_local; do
+            SYSCTL_OLD+=("$k=$(cat /proc/sys/net/ipv4/conf/lo/$k)")
+            echo 1 >"/proc/sys/net/ipv4/conf/lo/$k"
+        done
+    fi
 fi
 cat >"$WORK/gslb.toml" <<EOF
 [server]

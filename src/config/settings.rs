@@ -94,11 +94,9 @@ fn compile_xdp(
 ) -> Result<Option<XdpSettings>> {
     let Some(name) = &s.xdp_interface else {
         // Settings of a listener that is not there would be silently dropped.
-        let set = [
-            ("xdp_queues", s.xdp_queues.as_ref().map(|q| q.span())),
-            ("xdp_mode", s.xdp_mode.as_ref().map(|m| m.span())),
-        ];
-        if let Some((key, Some(span))) = set.into_iter().find(|(_, span)| span.is_some()) {
+        let stray = (s.xdp_queues.as_ref().map(|q| ("xdp_queues", q.span())))
+            .or_else(|| s.xdp_mode.as_ref().map(|m| ("xdp_mode", m.span())));
+        if let Some((key, span)) = stray {
             return Err(loc.error(
                 span,
                 format!("{key} needs xdp_interface: without it there is no AF_XDP listener"),
@@ -115,9 +113,11 @@ fn compile_xdp(
         ));
     }
     let q = s.xdp_queues.as_ref().map_or(1, |q| *q.get_ref());
-    if q == 0 || q > MAX_XDP_QUEUES {
+    if let Some(queues) = &s.xdp_queues
+        && (q == 0 || q > MAX_XDP_QUEUES)
+    {
         return Err(loc.error(
-            s.xdp_queues.as_ref().map_or(name.span(), |q| q.span()),
+            queues.span(),
             format!("xdp_queues: {q} is out of range (1 to {MAX_XDP_QUEUES})"),
         ));
     }
